@@ -1,0 +1,70 @@
+// Session: runs one entry point of a Model. One Session per thread.
+//
+// set_input() borrows the caller's data until run() returns; run() plans for the
+// given input shapes when they changed (a shape seen before reuses the Model's
+// cached plan), copies the inputs into the arena and walks the steps. With
+// unchanged shapes, run() allocates nothing. Outputs are views into the
+// Session's arena, valid until the next run() or reshape of this Session.
+//
+//   auto s = atrous::Session::create(model, {.threads = 2});
+//   (*s)->set_input("image", tensor.view());
+//   if (auto st = (*s)->run(); !st.ok()) ...
+//   atrous::TensorView logits = *(*s)->output("logits");
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atrous/model.h"
+#include "atrous/plan_info.h"
+#include "atrous/status.h"
+#include "atrous/tensor.h"
+
+namespace atrous {
+
+struct SessionOptions {
+  std::string entry;            // entry point name; "" = the first
+  int threads = 0;              // 0 = every core; honoured by oneDNN and reference kernels alike
+  bool reference_only = false;  // force the reference kernel of every op
+  // When not empty: only these kernels may be chosen (e.g. {"conv2d_onednn"}); an op
+  // with none of them allowed falls back to its reference kernel.
+  std::vector<std::string> allowed_kernels;
+  bool fuse = true;             // plan-time fusion (BN folding, activation/residual into conv)
+  // Refuse a plan whose arena plus plan-owned weights exceed this many bytes
+  // (0 = 16 GiB). Checked before allocating.
+  uint64_t max_memory = 0;
+  bool profile = false;         // record per-step times (see step_times())
+};
+
+namespace internal { class SessionImpl; }
+
+class Session {
+ public:
+  ~Session();
+  static Result<std::unique_ptr<Session>> create(std::shared_ptr<const Model> model, SessionOptions options = {});
+
+  const EntryPointInfo& entry() const;
+
+  // Borrows `tensor` until run() returns. The dtype must match; free (-1) dims take any size.
+  Status set_input(const std::string& name, const TensorView& tensor);
+  // Plans (or fetches the cached plan) for these input shapes and sizes the arena.
+  // run() calls it when the shapes changed.
+  Status reshape(const std::vector<Shape>& input_shapes);
+  Status run();
+
+  Result<TensorView> output(const std::string& name) const;
+  Result<TensorView> output(size_t index) const;
+
+  // The current plan (after reshape() or run()).
+  Result<PlanInfo> plan_info() const;
+  // Seconds per step of the last run (profile = true).
+  const std::vector<double>& step_times() const;
+
+ private:
+  Session() = default;
+  std::unique_ptr<internal::SessionImpl> impl_;
+};
+
+}  // namespace atrous

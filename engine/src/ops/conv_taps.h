@@ -1,0 +1,44 @@
+// Kernel taps that can touch real input, for dilated convolutions.
+//
+// With dilation d and padding p, tap k of a window reads input index
+// o·stride − p + k·d. When d is large against the feature map (DeepLab's rates
+// 12/24/36 on a 33×33 map), the outer taps only ever read padding and add
+// zero. The valid taps form one contiguous range; a kernel may run the
+// convolution with just that range and the adjusted padding, which gives the
+// same output with a fraction of the work (a 3×3 at rate ≥ the map size
+// becomes a 1×1).
+#pragma once
+
+#include <cstdint>
+
+namespace atrous {
+
+struct TapRange {
+  int64_t first = 0;      // first useful tap
+  int64_t count = 0;      // useful taps (0: none, the output is bias only)
+  int64_t pad_begin = 0;  // padding that keeps the output size with only these taps
+  int64_t pad_end = 0;
+  bool trimmed = false;   // true when fewer than k taps remain and both pads are >= 0
+};
+
+inline TapRange useful_taps(int64_t in, int64_t k, int64_t stride, int64_t pad_begin, int64_t dilation, int64_t out) {
+  TapRange r;
+  int64_t first = -1, last = -1;
+  for (int64_t t = 0; t < k; ++t) {
+    int64_t lo = -pad_begin + t * dilation;                   // row read by output 0
+    int64_t hi = (out - 1) * stride - pad_begin + t * dilation;  // row read by the last output
+    if (hi >= 0 && lo <= in - 1) {
+      if (first < 0) first = t;
+      last = t;
+    }
+  }
+  if (first < 0) return r;  // every tap reads padding only
+  r.first = first;
+  r.count = last - first + 1;
+  r.pad_begin = pad_begin - first * dilation;
+  r.pad_end = (out - 1) * stride + (r.count - 1) * dilation + 1 - in - r.pad_begin;
+  r.trimmed = r.count < k && r.pad_begin >= 0 && r.pad_end >= 0;
+  return r;
+}
+
+}  // namespace atrous

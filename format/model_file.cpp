@@ -1,0 +1,108 @@
+#include "model_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "atrous/atrous_generated.h"
+
+namespace atrous {
+
+ModelFile::~ModelFile() {
+  if (mapped_ && base_) munmap(const_cast<uint8_t*>(base_), size_);
+  std::free(owned_);
+}
+
+Result<std::shared_ptr<const ModelFile>> ModelFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open model file '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return io_error("cannot stat model file '" + path + "': " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return invalid_argument("model path '" + path + "' is not a regular file");
+  }
+  std::shared_ptr<ModelFile> f(new ModelFile());
+  f->path_ = path;
+  f->size_ = static_cast<uint64_t>(st.st_size);
+  if (f->size_ == 0) {
+    ::close(fd);
+    return invalid_model("'" + path + "' is empty (0 bytes); expected an Atrous model file");
+  }
+  void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  ::close(fd);
+  if (p == MAP_FAILED) return io_error("cannot map model file '" + path + "': " + std::strerror(e));
+  f->base_ = static_cast<const uint8_t*>(p);
+  f->mapped_ = true;
+  ATROUS_RETURN_IF_ERROR(f->verify());
+  return std::shared_ptr<const ModelFile>(std::move(f));
+}
+
+Result<std::shared_ptr<const ModelFile>> ModelFile::from_memory(const void* data, size_t size,
+                                                                const std::string& label) {
+  std::shared_ptr<ModelFile> f(new ModelFile());
+  f->path_ = label;
+  f->size_ = size;
+  if (size == 0) return invalid_model("'" + label + "' is empty (0 bytes); expected an Atrous model file");
+  // 64-byte alignment so that weights are aligned as in a mapped file.
+  f->owned_ = std::aligned_alloc(64, (size + 63) / 64 * 64);
+  if (!f->owned_) return out_of_memory("cannot allocate " + std::to_string(size) + " bytes for '" + label + "'");
+  std::memcpy(f->owned_, data, size);
+  f->base_ = static_cast<const uint8_t*>(f->owned_);
+  ATROUS_RETURN_IF_ERROR(f->verify());
+  return std::shared_ptr<const ModelFile>(std::move(f));
+}
+
+Status ModelFile::verify() {
+  const std::string who = "'" + path_ + "'";
+  if (size_ < kHeaderSize)
+    return invalid_model(who + " is truncated: " + std::to_string(size_) +
+                         " bytes, shorter than the 64-byte Atrous header");
+  std::memcpy(&header_, base_, sizeof(header_));
+  if (std::memcmp(header_.magic, kFileMagic, sizeof(kFileMagic)) != 0)
+    return invalid_model(who + " is not an Atrous model file (magic bytes are not \"ATROUSMF\")");
+  if (header_.version_major > kFormatMajor)
+    return unsupported(who + " uses format version " + std::to_string(header_.version_major) + "." +
+                       std::to_string(header_.version_minor) + ", newer than this reader (" +
+                       std::to_string(kFormatMajor) + "." + std::to_string(kFormatMinor) +
+                       "); upgrade Atrous to open it");
+  if (header_.version_major < 1)
+    return invalid_model(who + " has format version 0, which never existed");
+  if (header_.graph_offset != kHeaderSize)
+    return invalid_model(who + ": graph offset " + std::to_string(header_.graph_offset) + ", expected 64");
+  // Overflow-safe range checks: compare against the remaining size, never add first.
+  if (header_.graph_size > size_ - kHeaderSize)
+    return invalid_model(who + " is truncated: the graph needs " + std::to_string(header_.graph_size) +
+                         " bytes after the header but the file has " + std::to_string(size_ - kHeaderSize));
+  if (header_.data_offset % kDataAlignment != 0)
+    return invalid_model(who + ": data section offset " + std::to_string(header_.data_offset) +
+                         " is not a multiple of 64");
+  if (header_.data_offset < kHeaderSize + header_.graph_size)
+    return invalid_model(who + ": data section (offset " + std::to_string(header_.data_offset) +
+                         ") overlaps the graph");
+  if (header_.data_offset > size_ || header_.data_size > size_ - header_.data_offset)
+    return invalid_model(who + " is truncated: the data section ends at byte " +
+                         std::to_string(header_.data_offset) + " + " + std::to_string(header_.data_size) +
+                         " but the file has " + std::to_string(size_) + " bytes");
+  const uint8_t* fbuf = base_ + kHeaderSize;
+  if (header_.graph_size < 8 || !fb::ModelBufferHasIdentifier(fbuf))
+    return invalid_model(who + ": the graph does not carry the FlatBuffers identifier \"ATRS\"");
+  // Depth and table limits keep a hostile buffer from costing unbounded time.
+  flatbuffers::Verifier v(fbuf, header_.graph_size, /*max_depth=*/64, /*max_tables=*/10000000);
+  if (!fb::VerifyModelBuffer(v))
+    return invalid_model(who + ": the graph FlatBuffer failed verification (corrupt or truncated)");
+  root_ = fb::GetModel(fbuf);
+  return Status::Ok();
+}
+
+}  // namespace atrous

@@ -1,0 +1,44 @@
+// Helpers shared by the C++ tests: reference-case loading, running a model
+// from bytes, and tolerance checks (max abs error <= tol * max |reference|).
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atrous/atrous.h"
+#include "atrous/npy.h"
+#include "builder/graph_builder.h"
+
+namespace atrous::test {
+
+// Folder given by the environment variable (set by ctest), or fails the test.
+std::string data_dir(const char* env_var);
+
+struct RefCase {
+  std::string dir, name, op;
+  double tol = 1e-4;
+  std::string graph_json;
+  std::vector<std::string> inputs, constants, outputs;
+  std::map<std::string, Tensor> tensors;  // by name: inputs, constants, expected outputs
+};
+std::vector<std::string> list_cases(const std::string& dir);
+RefCase load_case(const std::string& dir, const std::string& name);
+// The case's graph as model bytes.
+std::vector<uint8_t> build_case_model(const RefCase& c);
+
+struct RunOutput {
+  Status status;
+  std::vector<Tensor> outputs;
+  PlanInfo plan;
+};
+RunOutput run_model(std::shared_ptr<const Model> model, const std::vector<std::pair<std::string, TensorView>>& inputs,
+                    const SessionOptions& opts);
+
+// Max abs error and max |reference|; CHECKs err <= tol * max|ref| (plus a tiny floor).
+void check_close(const TensorView& got, const TensorView& ref, double tol, const std::string& what);
+
+}  // namespace atrous::test
