@@ -1,0 +1,197 @@
+// Session behaviour: no allocation in run(), re-planning for new shapes with a
+// plan cache, one Model shared by 8 threads, clear errors for bad inputs.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <random>
+#include <thread>
+
+#include "atrous/atrous.h"
+#include "builder/graph_builder.h"
+
+// Counts operator new calls while enabled (this test binary only).
+static std::atomic<bool> g_count_allocs{false};
+static std::atomic<long> g_allocs{0};
+static std::atomic<size_t> g_max_alloc{0};
+void* operator new(std::size_t n) {
+  if (g_count_allocs.load(std::memory_order_relaxed)) {
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    size_t m = g_max_alloc.load(std::memory_order_relaxed);
+    while (n > m && !g_max_alloc.compare_exchange_weak(m, n)) {}
+  }
+  void* p = std::malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace atrous {
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// A small fully convolutional net: conv-relu, conv + skip, depthwise, conv.
+std::shared_ptr<const Model> small_net() {
+  ModelBuilder mb("small", "session_test");
+  GraphBuilder& g = mb.graph("main");
+  int x = g.input("image", DType::kF32, {1, 3, -1, -1});
+  fb::Conv2dT c3;
+  c3.pad_top = c3.pad_left = c3.pad_bottom = c3.pad_right = 1;
+  fb::Conv2dT c3r = c3;
+  c3r.activation = fb::ActKind::Relu;
+  int a = g.node("c1", c3r, {x, g.constant_f32("c1.w", {16, 3, 3, 3}, randn(16 * 27, 1, 0.3f)), g.constant_f32("c1.b", {16}, randn(16, 2))});
+  int b = g.node("c2", c3, {a, g.constant_f32("c2.w", {16, 16, 3, 3}, randn(16 * 144, 3, 0.1f)), -1});
+  fb::BinaryT add;
+  add.kind = fb::BinaryKind::Add;
+  int s = g.node("add", add, {a, b});
+  fb::Conv2dT dw = c3r;
+  dw.groups = 16;
+  int d = g.node("dw", dw, {s, g.constant_f32("dw.w", {16, 1, 3, 3}, randn(144, 4, 0.3f)), g.constant_f32("dw.b", {16}, randn(16, 5))});
+  fb::Conv2dT c1;
+  int y = g.node("head", c1, {d, g.constant_f32("head.w", {5, 16, 1, 1}, randn(80, 6, 0.3f)), g.constant_f32("head.b", {5}, randn(5, 7))});
+  g.output(y, "scores");
+  auto bytes = mb.to_bytes();
+  REQUIRE(bytes.ok());
+  auto m = Model::from_memory(bytes->data(), bytes->size());
+  REQUIRE(m.ok());
+  return *m;
+}
+
+Tensor run_once(const std::shared_ptr<const Model>& m, const Tensor& in, int threads) {
+  SessionOptions o;
+  o.threads = threads;
+  auto s = Session::create(m, o);
+  REQUIRE(s.ok());
+  REQUIRE((*s)->set_input("image", in.view()).ok());
+  Status st = (*s)->run();
+  REQUIRE(st.to_string() == "ok");
+  return Tensor::copy_of(*(*s)->output("scores"));
+}
+
+Tensor image(int h, int w, uint32_t seed) {
+  Tensor t = Tensor::zeros(DType::kF32, {1, 3, h, w});
+  auto v = randn(static_cast<size_t>(3 * h * w), seed);
+  std::copy(v.begin(), v.end(), t.data<float>());
+  return t;
+}
+
+// Atrous code allocates nothing in run(): the reference path makes zero
+// allocations. oneDNN's primitive execute builds a small argument map per call
+// (exec_ctx_t's std::unordered_map) inside the library; that path is checked to
+// allocate only such bookkeeping (no tensor-sized buffer), the same count every run.
+TEST_CASE("run() allocates nothing once planned", "[session]") {
+  auto m = small_net();
+  for (bool reference : {true, false}) {
+    SessionOptions o;
+    o.reference_only = reference;
+    auto s = Session::create(m, o);
+    REQUIRE(s.ok());
+    Tensor in = image(37, 29, 1);
+    REQUIRE((*s)->set_input("image", in.view()).ok());
+    REQUIRE((*s)->run().ok());  // plans and binds
+    long first = -1;
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE((*s)->set_input("image", in.view()).ok());
+      g_allocs = 0;
+      g_max_alloc = 0;
+      g_count_allocs = true;
+      Status st = (*s)->run();
+      g_count_allocs = false;
+      REQUIRE(st.ok());
+      INFO("reference_only=" << reference << " allocations " << g_allocs.load() << " largest " << g_max_alloc.load());
+      if (reference) CHECK(g_allocs.load() == 0);
+      CHECK(g_max_alloc.load() < 1024);
+      if (first < 0) first = g_allocs.load();
+      CHECK(g_allocs.load() == first);
+    }
+  }
+}
+
+TEST_CASE("new input shapes re-plan; plans are cached", "[session]") {
+  auto m = small_net();
+  auto s = Session::create(m, SessionOptions{});
+  REQUIRE(s.ok());
+  for (auto [h, w] : {std::pair{16, 16}, {33, 17}, {16, 16}, {7, 40}}) {
+    Tensor in = image(h, w, 3);
+    REQUIRE((*s)->set_input("image", in.view()).ok());
+    REQUIRE((*s)->run().ok());
+    auto out = (*s)->output("scores");
+    REQUIRE(out.ok());
+    CHECK(out->shape == Shape{1, 5, h, w});
+    CHECK(run_once(m, in, 1).view().numel() == out->numel());
+  }
+}
+
+TEST_CASE("one Model from 8 threads gives the single-threaded outputs", "[session][threads]") {
+  auto m = small_net();
+  std::vector<Tensor> inputs, expected;
+  for (int i = 0; i < 4; ++i) {
+    inputs.push_back(image(20 + 7 * i, 31 - 3 * i, static_cast<uint32_t>(10 + i)));
+    expected.push_back(run_once(m, inputs.back(), 1));
+  }
+  std::atomic<int> failures{0}, runs{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t) {
+    pool.emplace_back([&, t] {
+      SessionOptions o;
+      o.threads = 1 + t % 2;
+      auto s = Session::create(m, o);
+      if (!s.ok()) { ++failures; return; }
+      for (int r = 0; r < 12; ++r) {
+        size_t k = static_cast<size_t>((t + r) % 4);
+        if (!(*s)->set_input("image", inputs[k].view()).ok() || !(*s)->run().ok()) { ++failures; return; }
+        auto out = (*s)->output("scores");
+        const float* a = out->as<float>();
+        const float* b = expected[k].data<float>();
+        for (int64_t i = 0; i < out->numel(); ++i)
+          if (std::fabs(a[i] - b[i]) > 1e-4f * (1.0f + std::fabs(b[i]))) { ++failures; return; }
+        ++runs;
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK(failures.load() == 0);
+  CHECK(runs.load() == 8 * 12);
+}
+
+TEST_CASE("bad inputs get clear errors", "[session]") {
+  auto m = small_net();
+  auto s = Session::create(m, SessionOptions{});
+  REQUIRE(s.ok());
+  Tensor wrong_c = Tensor::zeros(DType::kF32, {1, 4, 8, 8});
+  Status st = (*s)->set_input("image", wrong_c.view());
+  CHECK_THAT(st.message(), Catch::Contains("has shape [1, 4, 8, 8], the model expects [1, 3, -1, -1]"));
+  Tensor i64 = Tensor::zeros(DType::kI64, {1, 3, 8, 8});
+  CHECK_THAT((*s)->set_input("image", i64.view()).message(), Catch::Contains("must be f32, got i64"));
+  CHECK_THAT((*s)->set_input("img", wrong_c.view()).message(), Catch::Contains("has no input 'img' (inputs: image)"));
+  CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+  Tensor tiny = image(1, 1, 1);
+  REQUIRE((*s)->set_input("image", tiny.view()).ok());
+  CHECK((*s)->run().ok());  // 3x3 convs with padding 1 work on a 1x1 image
+  auto bad = Session::create(m, SessionOptions{"decode"});
+  CHECK_THAT(bad.status().message(), Catch::Contains("entry point 'decode' is not in the model (it has: main)"));
+}
+
+TEST_CASE("arena stays within 5% of the lower bound", "[session][memory]") {
+  auto m = small_net();
+  auto s = Session::create(m, SessionOptions{});
+  REQUIRE(s.ok());
+  REQUIRE((*s)->reshape({{1, 3, 61, 47}}).ok());
+  auto info = (*s)->plan_info();
+  REQUIRE(info.ok());
+  INFO("arena " << info->memory.arena_bytes << " lower bound " << info->memory.lower_bound);
+  CHECK(info->memory.arena_bytes <= 1.05 * info->memory.lower_bound);
+  CHECK(info->memory.naive_bytes >= info->memory.arena_bytes);
+}
+
+}  // namespace
+}  // namespace atrous
