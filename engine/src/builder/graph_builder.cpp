@@ -50,6 +50,19 @@ int GraphBuilder::constant_streamed(const std::string& name, DType dtype, const 
   return id;
 }
 
+int GraphBuilder::shared_constant(const std::string& name, const GraphBuilder& src, int src_value) {
+  if (src.owner_ != owner_ || src_value < 0 || src_value >= static_cast<int>(src.g_.values.size()) ||
+      src.g_.values[static_cast<size_t>(src_value)].kind != ir::ValueKind::kConstant) {
+    fail(invalid_argument("shared constant '" + name + "': the source is not a constant of this model"));
+    return -1;
+  }
+  ir::Value v = src.g_.values[static_cast<size_t>(src_value)];
+  v.name = name;
+  int id = add_value(std::move(v));
+  if (id >= 0) offsets_[static_cast<size_t>(id)] = src.offsets_[static_cast<size_t>(src_value)];
+  return id;
+}
+
 int GraphBuilder::constant(const std::string& name, DType dtype, const Shape& shape, const void* data) {
   auto nb = checked_nbytes(shape, dtype);
   if (!nb.ok()) {

@@ -37,6 +37,10 @@ class GraphBuilder {
   int constant(const std::string& name, DType dtype, const Shape& shape, const void* data);
   int constant(const std::string& name, const Tensor& t) { return constant(name, t.dtype(), t.shape(), t.raw()); }
   int constant_f32(const std::string& name, const Shape& shape, const std::vector<float>& data);
+  // A constant of this graph that reuses the bytes of a constant of another graph of
+  // the same model (no second copy in the file): e.g. a "step" entry point sharing
+  // the weights of the full-sequence one.
+  int shared_constant(const std::string& name, const GraphBuilder& src, int src_value);
   // Produces the bytes at save time (stored as `dtype`); for large converted weights.
   int constant_streamed(const std::string& name, DType dtype, const Shape& shape, ModelWriter::Fill fill);
 

@@ -332,7 +332,13 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
     if (first[v] < 0) first[v] = 0;
     last[v] = std::max(last[v], first[v]);
   }
-  for (int o : plan->outputs) last[static_cast<size_t>(o)] = std::max(nsteps - 1, 0);
+  // Outputs live for the whole run: they must survive it, and they must not share
+  // memory with inputs, which a caller may fill from the previous run's outputs
+  // (recurrent state fed back).
+  for (int o : plan->outputs) {
+    first[static_cast<size_t>(o)] = 0;
+    last[static_cast<size_t>(o)] = std::max(nsteps - 1, 0);
+  }
 
   // Buffer sharing: views and in-place writes.
   UnionFind uf(nv);

@@ -99,7 +99,8 @@ class SessionImpl {
     }
     omp_set_num_threads(threads);
     for (size_t i = 0; i < inputs.size(); ++i)
-      std::memcpy(value_ptr[static_cast<size_t>(plan->inputs[i])], inputs[i].data, inputs[i].nbytes());
+      // memmove: a caller may pass a previous output of this session (a recurrent state) as an input.
+      std::memmove(value_ptr[static_cast<size_t>(plan->inputs[i])], inputs[i].data, inputs[i].nbytes());
     for (size_t s = 0; s < plan->steps.size(); ++s) {
       const PlanStep& st = plan->steps[s];
       if (!st.impl) continue;
