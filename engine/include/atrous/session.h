@@ -36,6 +36,10 @@ struct SessionOptions {
   // (0 = 16 GiB). Checked before allocating.
   uint64_t max_memory = 0;
   bool profile = false;         // record per-step times (see step_times())
+  // Intermediate values to keep readable through output(name) after run(), e.g. to
+  // compare against a reference layer by layer. They stay in plain layout and are
+  // not fused away (fusion is skipped for nodes producing them).
+  std::vector<std::string> expose;
 };
 
 namespace internal { class SessionImpl; }

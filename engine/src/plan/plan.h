@@ -29,6 +29,7 @@ struct PlanOptions {
   std::vector<std::string> allowed_kernels;
   bool fuse = true;
   uint64_t max_memory = 0;  // 0 = default budget
+  std::vector<std::string> expose;  // intermediate values kept as extra outputs
 };
 
 constexpr uint64_t kDefaultMemoryBudget = 16ull << 30;
@@ -60,6 +61,7 @@ struct Plan {
   std::vector<PlanValue> values;
   std::vector<PlanStep> steps;
   std::vector<int> inputs, outputs;        // plan value ids, in entry-point order
+  std::vector<int> exposed;                // plan value ids of PlanOptions::expose, in order
   std::vector<Shape> input_shapes;
   MemoryPlan memory;
   std::vector<std::shared_ptr<void>> persistent;

@@ -124,6 +124,17 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
   if (estimate > budget)
     return out_of_memory("entry point '" + g->name + "' needs at least " + human_bytes(estimate) +
                          " of activations for these input shapes, over the memory budget of " + human_bytes(budget));
+  // Exposed intermediates act as extra graph outputs: plain, alive to the end, never fused away.
+  std::vector<int> exposed;
+  for (const std::string& name : opts.expose) {
+    int found = -1;
+    for (size_t v = 0; v < g->values.size(); ++v)
+      if (g->values[v].name == name) found = static_cast<int>(v);
+    if (found < 0) return not_found("cannot expose '" + name + "': entry point '" + g->name + "' has no value of that name");
+    exposed.push_back(found);
+  }
+  const size_t num_real_outputs = g->outputs.size();
+  for (int v : exposed) g->outputs.push_back(v);
   std::vector<std::vector<std::string>> fused(g->nodes.size());
   if (opts.fuse && !opts.reference_only) ATROUS_RETURN_IF_ERROR(fuse_graph(*g, model, &fused));
 
@@ -315,7 +326,8 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
   }
   plan->persistent_bytes = persistent_total;
   for (int i : g->inputs) plan->inputs.push_back(i);
-  for (int o : g->outputs) plan->outputs.push_back(o);
+  for (size_t k = 0; k < g->outputs.size(); ++k)
+    (k < num_real_outputs ? plan->outputs : plan->exposed).push_back(g->outputs[k]);
 
   // Lifetimes in steps.
   const int nsteps = static_cast<int>(plan->steps.size());
@@ -335,17 +347,19 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
   // Outputs live for the whole run: they must survive it, and they must not share
   // memory with inputs, which a caller may fill from the previous run's outputs
   // (recurrent state fed back).
-  for (int o : plan->outputs) {
-    first[static_cast<size_t>(o)] = 0;
-    last[static_cast<size_t>(o)] = std::max(nsteps - 1, 0);
-  }
+  for (const auto* list : {&plan->outputs, &plan->exposed})
+    for (int o : *list) {
+      first[static_cast<size_t>(o)] = 0;
+      last[static_cast<size_t>(o)] = std::max(nsteps - 1, 0);
+    }
 
   // Buffer sharing: views and in-place writes.
   UnionFind uf(nv);
   std::vector<int> group_last(last);
   std::vector<bool> is_graph_input(nv, false), is_graph_output(nv, false);
   for (int i : plan->inputs) is_graph_input[static_cast<size_t>(i)] = true;
-  for (int o : plan->outputs) is_graph_output[static_cast<size_t>(o)] = true;
+  for (const auto* list : {&plan->outputs, &plan->exposed})
+    for (int o : *list) is_graph_output[static_cast<size_t>(o)] = true;
   for (int s = 0; s < nsteps; ++s) {
     const PlanStep& st = plan->steps[static_cast<size_t>(s)];
     const OpDef* def = st.opdef;

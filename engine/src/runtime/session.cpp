@@ -45,6 +45,7 @@ class SessionImpl {
     po.allowed_kernels = opts.allowed_kernels;
     po.fuse = opts.fuse;
     po.max_memory = opts.max_memory;
+    po.expose = opts.expose;
     omp_set_num_threads(threads);
     ATROUS_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> p, mi->plan(graph, shapes, po));
     // Drop the old binding before allocating the new one.
@@ -203,6 +204,13 @@ Result<TensorView> Session::output(const std::string& name) const {
   const auto& e = entry();
   for (size_t i = 0; i < e.outputs.size(); ++i)
     if (e.outputs[i].name == name) return output(i);
+  if (impl_->plan)
+    for (size_t k = 0; k < impl_->opts.expose.size() && k < impl_->plan->exposed.size(); ++k)
+      if (impl_->opts.expose[k] == name) {
+        int v = impl_->plan->exposed[k];
+        const PlanValue& pv = impl_->plan->values[static_cast<size_t>(v)];
+        return TensorView{pv.desc.dtype, pv.desc.shape, impl_->value_ptr[static_cast<size_t>(v)]};
+      }
   std::string names;
   for (const auto& t : e.outputs) names += (names.empty() ? "" : ", ") + t.name;
   return not_found("entry point '" + e.name + "' has no output '" + name + "' (outputs: " + names + ")");
