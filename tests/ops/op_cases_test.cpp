@@ -1,6 +1,12 @@
 // Every reference case from make_op_cases.py, run with every kernel of the op
 // under test. Each op's test also asserts that each of its kernels was really
 // chosen for at least one case, so no kernel goes untested.
+//
+// The other nodes of a case (e.g. a conv in front of the op under test) keep
+// their fast kernels, so the kernel under test also meets the blocked layouts
+// it would meet in a real model. The reference kernel runs twice: with the
+// neighbours fast (blocked inputs reach it through planner-inserted reorders)
+// and with every node on its reference kernel.
 #include <set>
 
 #include "ops/op_registry.h"
@@ -9,12 +15,41 @@
 namespace atrous::test {
 namespace {
 
+struct KernelRun {
+  const KernelDef* kernel;
+  SessionOptions opts;
+  std::string what;
+};
+
+// The runs for each kernel of `def`: a oneDNN kernel with every kernel of the other
+// ops allowed; the reference kernel with them and alone.
+std::vector<KernelRun> kernel_runs(const OpDef* def) {
+  std::vector<std::string> others;
+  for (const OpDef* d : all_ops())
+    if (d != def)
+      for (const KernelDef* k : d->kernels) others.push_back(k->name);
+  std::vector<KernelRun> runs;
+  for (const KernelDef* k : def->kernels) {
+    KernelRun r{k, {}, k->name};
+    r.opts.threads = 2;
+    r.opts.allowed_kernels = others;
+    if (k != def->kernels.back()) r.opts.allowed_kernels.push_back(k->name);
+    runs.push_back(r);
+  }
+  KernelRun ref{def->kernels.back(), {}, std::string(def->kernels.back()->name) + " (reference only)"};
+  ref.opts.threads = 2;
+  ref.opts.reference_only = true;
+  runs.push_back(ref);
+  return runs;
+}
+
 void run_op_cases(const std::string& op) {
   std::string dir = data_dir("ATROUS_OP_CASES");
   const OpDef* def = nullptr;
   for (const OpDef* d : all_ops())
     if (op == d->name) def = d;
   REQUIRE(def != nullptr);
+  const std::vector<KernelRun> runs = kernel_runs(def);
   std::set<std::string> used;
   int cases = 0;
   for (const std::string& name : list_cases(dir)) {
@@ -26,20 +61,15 @@ void run_op_cases(const std::string& op) {
     REQUIRE(model.ok());
     std::vector<std::pair<std::string, TensorView>> inputs;
     for (const auto& n : c.inputs) inputs.emplace_back(n, c.tensors.at(n).view());
-    for (const KernelDef* k : def->kernels) {
-      SessionOptions opts;
-      opts.threads = 2;
-      bool is_ref = k == def->kernels.back();
-      if (is_ref) opts.reference_only = true;
-      else opts.allowed_kernels = {k->name};
-      RunOutput r = run_model(*model, inputs, opts);
-      INFO("case " << name << ", kernel " << k->name);
+    for (const KernelRun& run : runs) {
+      RunOutput r = run_model(*model, inputs, run.opts);
+      INFO("case " << name << ", kernel " << run.what);
       REQUIRE(r.status.to_string() == "ok");
       bool chosen = false;
-      for (const auto& s : r.plan.steps) chosen |= s.kernel == k->name;
-      if (chosen) used.insert(k->name);
+      for (const auto& s : r.plan.steps) chosen |= s.kernel == run.kernel->name;
+      if (chosen) used.insert(run.kernel->name);
       for (size_t i = 0; i < c.outputs.size(); ++i)
-        check_close(r.outputs[i].view(), c.tensors.at(c.outputs[i]).view(), c.tol, name + " output " + c.outputs[i] + " with " + k->name);
+        check_close(r.outputs[i].view(), c.tensors.at(c.outputs[i]).view(), c.tol, name + " output " + c.outputs[i] + " with " + run.what);
     }
   }
   INFO("op " << op);
@@ -53,8 +83,21 @@ void run_op_cases(const std::string& op) {
 }  // namespace
 
 TEST_CASE("Conv2d matches PyTorch", "[ops]") { run_op_cases("Conv2d"); }
+TEST_CASE("ConvTranspose2d matches PyTorch", "[ops]") { run_op_cases("ConvTranspose2d"); }
+TEST_CASE("BatchNorm matches PyTorch", "[ops]") { run_op_cases("BatchNorm"); }
+TEST_CASE("Linear matches PyTorch", "[ops]") { run_op_cases("Linear"); }
+TEST_CASE("MatMul matches PyTorch", "[ops]") { run_op_cases("MatMul"); }
+TEST_CASE("LayerNorm matches PyTorch", "[ops]") { run_op_cases("LayerNorm"); }
 TEST_CASE("Unary matches PyTorch", "[ops]") { run_op_cases("Unary"); }
 TEST_CASE("Binary matches PyTorch", "[ops]") { run_op_cases("Binary"); }
+TEST_CASE("Concat matches PyTorch", "[ops]") { run_op_cases("Concat"); }
+TEST_CASE("Slice matches PyTorch", "[ops]") { run_op_cases("Slice"); }
+TEST_CASE("Pool2d matches PyTorch", "[ops]") { run_op_cases("Pool2d"); }
+TEST_CASE("GlobalPool matches PyTorch", "[ops]") { run_op_cases("GlobalPool"); }
+TEST_CASE("Resize matches PyTorch", "[ops]") { run_op_cases("Resize"); }
+TEST_CASE("Softmax matches PyTorch", "[ops]") { run_op_cases("Softmax"); }
 TEST_CASE("Reshape matches PyTorch", "[ops]") { run_op_cases("Reshape"); }
+TEST_CASE("Transpose matches PyTorch", "[ops]") { run_op_cases("Transpose"); }
+TEST_CASE("Argmax matches PyTorch", "[ops]") { run_op_cases("Argmax"); }
 
 }  // namespace atrous::test

@@ -167,6 +167,34 @@ Result<const void*> pack_constant(KernelContext& ctx, const void* src, const dnn
   return static_cast<const void*>(dst);
 }
 
+bool is_reference_impl(const dnnl::primitive_desc_base& pd) {
+  const char* impl = pd.impl_info_str();
+  return impl && std::strncmp(impl, "ref", 3) == 0;
+}
+
+OutputSink output_sink(KernelContext& ctx, const dnnl::memory::desc& md) {
+  const TensorDesc& out = ctx.out[0];
+  OutputSink s{md, {ArgSource::kOutput, 0}, false};
+  if (!ctx.out_may_block[0] && md != plain_desc(out.shape, out.dtype)) {
+    s.via_scratch = true;
+    s.arg = {ArgSource::kScratch, ctx.scratch(md.get_size())};
+  }
+  return s;
+}
+
+void finish_output(KernelContext& ctx, PrimitiveKernel& k, const OutputSink& sink) {
+  TensorDesc& out = ctx.out[0];
+  if (sink.via_scratch) {
+    dnnl::memory::desc plain = plain_desc(out.shape, out.dtype);
+    k.calls.push_back({dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), sink.md, cpu_engine(), plain)),
+                       {{DNNL_ARG_FROM, sink.md, sink.arg}, {DNNL_ARG_TO, plain, {ArgSource::kOutput, 0}}}});
+    k.detail_ += " + reorder to plain";
+  } else if (ctx.out_may_block[0]) {
+    out.layout = layout_of(sink.md, out.shape, out.dtype);
+    out.bytes = sink.md.get_size();
+  }
+}
+
 Result<std::unique_ptr<Kernel>> make_reorder_to_plain(const TensorDesc& src) {
   auto k = std::make_unique<PrimitiveKernel>();
   dnnl::memory::desc s = desc_of(src), d = plain_desc(src.shape, src.dtype);

@@ -87,6 +87,24 @@ Status try_dnnl(F&& f, const std::string& what) {
 // Scratchpad of a primitive descriptor as a scratch request; returns the index or -1.
 int request_scratchpad(KernelContext& ctx, const dnnl::memory::desc& md);
 
+// True when oneDNN offers only its reference implementation ("ref:any"), which
+// for simple ops is slower than our own reference kernels: such kernels decline.
+bool is_reference_impl(const dnnl::primitive_desc_base& pd);
+
+// Output 0 of a primitive that produces it in layout `md`. When md is not plain
+// but the output must be (ctx.out_may_block[0] is false), the primitive writes
+// to scratch and finish_output() appends a reorder into the plain output;
+// otherwise the primitive writes the output directly and finish_output() records
+// md as the output's layout.
+struct OutputSink {
+  dnnl::memory::desc md;
+  ArgSource arg;
+  bool via_scratch = false;
+};
+OutputSink output_sink(KernelContext& ctx, const dnnl::memory::desc& md);
+// Call after pushing the primitive that writes the sink.
+void finish_output(KernelContext& ctx, PrimitiveKernel& k, const OutputSink& sink);
+
 // Planner-inserted layout change: blocked → plain.
 Result<std::unique_ptr<Kernel>> make_reorder_to_plain(const TensorDesc& src);
 extern const KernelDef kReorderOnednn;

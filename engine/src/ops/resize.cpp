@@ -1,0 +1,155 @@
+// Resize: nearest or bilinear resampling of [N, C, H, W], PyTorch
+// F.interpolate semantics.
+//
+// Output size: out_h/out_w when > 0; else the last two dims of the optional
+// second input ("like"); else floor(in · scale). The coordinate transform
+// always uses the sizes, in/out, as PyTorch does when given a size: with a
+// scale factor PyTorch would use 1/scale instead, which differs when in·scale
+// is not a whole number.
+//   Nearest: src = min(floor(dst · in/out), in − 1), in f32 like PyTorch.
+//   Bilinear, align_corners: src = dst · (in − 1)/(out − 1) (0 when out = 1).
+//   Bilinear, otherwise: src = max((dst + 0.5) · in/out − 0.5, 0) (half-pixel).
+// Bilinear blends rows floor(src) and floor(src) + 1 (clamped to the input).
+#include <algorithm>
+#include <cmath>
+
+#include "ops/op_registry.h"
+
+namespace atrous {
+
+extern const KernelDef kResizeOnednn;
+
+namespace {
+
+// ---- attributes -------------------------------------------------------------
+Status check(CheckContext& ctx) {
+  const auto& a = ctx.attrs<fb::ResizeT>();
+  if (a.mode < fb::ResizeMode::MIN || a.mode > fb::ResizeMode::MAX) return ctx.fail("unknown resize mode");
+  if (a.out_h < 0 || a.out_w < 0 || (a.out_h > 0) != (a.out_w > 0))
+    return ctx.fail("out_h and out_w must both be > 0 or both 0, got " + std::to_string(a.out_h) + "x" +
+                    std::to_string(a.out_w));
+  if (!(a.scale_h >= 0.0f) || !(a.scale_w >= 0.0f) || !std::isfinite(a.scale_h) || !std::isfinite(a.scale_w))
+    return ctx.fail("scales must be finite and >= 0");
+  if (a.out_h == 0 && !ctx.has(1) && !(a.scale_h > 0.0f && a.scale_w > 0.0f))
+    return ctx.fail("no output size: set out_h/out_w, give a second input to copy the size from, or set both scales");
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(0, {DType::kF32}));
+  ctx.outputs_are(DType::kF32);
+  return Status::Ok();
+}
+
+// ---- shapes -----------------------------------------------------------------
+Status infer(ShapeContext& ctx) {
+  const auto& a = ctx.attrs<fb::ResizeT>();
+  ATROUS_RETURN_IF_ERROR(ctx.expect_rank(0, 4));
+  const Shape& x = ctx.in[0];
+  int64_t oh, ow;
+  if (a.out_h > 0) {
+    oh = a.out_h;
+    ow = a.out_w;
+  } else if (ctx.has(1)) {
+    const Shape& like = ctx.in[1];
+    if (like.size() < 2) return ctx.fail("the size input must have rank >= 2, got " + shape_string(like));
+    oh = like[like.size() - 2];
+    ow = like[like.size() - 1];
+  } else {
+    oh = static_cast<int64_t>(std::floor(static_cast<double>(x[2]) * a.scale_h));
+    ow = static_cast<int64_t>(std::floor(static_cast<double>(x[3]) * a.scale_w));
+  }
+  if (oh < 1 || ow < 1 || oh > (int64_t{1} << 31) || ow > (int64_t{1} << 31))
+    return ctx.fail("output size " + std::to_string(oh) + "x" + std::to_string(ow) + " is out of range");
+  ctx.out = {{x[0], x[1], oh, ow}};
+  return Status::Ok();
+}
+
+// ---- reference kernel -------------------------------------------------------
+// Per output row/column: the two source indices and the weight of the second
+// (nearest: both indices equal, weight 0).
+struct Taps {
+  std::vector<int64_t> i0, i1;
+  std::vector<float> w1;
+};
+
+Taps make_taps(fb::ResizeMode mode, bool align_corners, int64_t in, int64_t out) {
+  Taps t;
+  t.i0.resize(static_cast<size_t>(out));
+  t.i1.resize(static_cast<size_t>(out));
+  t.w1.assign(static_cast<size_t>(out), 0.0f);
+  for (int64_t d = 0; d < out; ++d) {
+    const size_t k = static_cast<size_t>(d);
+    if (mode == fb::ResizeMode::Nearest) {
+      const float scale = static_cast<float>(in) / static_cast<float>(out);
+      t.i0[k] = t.i1[k] = std::min(static_cast<int64_t>(std::floor(static_cast<float>(d) * scale)), in - 1);
+      continue;
+    }
+    float src;
+    if (align_corners) {
+      const float scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
+      src = scale * static_cast<float>(d);
+    } else {
+      const float scale = static_cast<float>(in) / static_cast<float>(out);
+      // PyTorch computes (d + 0.5) in double and rounds the result to float.
+      src = std::max(static_cast<float>(scale * (static_cast<double>(d) + 0.5) - 0.5), 0.0f);
+    }
+    const int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
+    t.i0[k] = i0;
+    t.i1[k] = i0 < in - 1 ? i0 + 1 : i0;
+    t.w1[k] = src - static_cast<float>(i0);
+  }
+  return t;
+}
+
+class ResizeRef : public Kernel {
+ public:
+  ResizeRef(const fb::ResizeT& a, const Shape& x, const Shape& y)
+      : nearest_(a.mode == fb::ResizeMode::Nearest),
+        NC_(x[0] * x[1]),
+        H_(x[2]),
+        W_(x[3]),
+        OH_(y[2]),
+        OW_(y[3]),
+        th_(make_taps(a.mode, a.align_corners, x[2], y[2])),
+        tw_(make_taps(a.mode, a.align_corners, x[3], y[3])) {}
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* src = static_cast<const float*>(b.in[0]);  // [N, C, H, W]
+    float* dst = static_cast<float*>(b.out[0]);             // [N, C, OH, OW]
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t nc = 0; nc < NC_; ++nc) {
+      for (int64_t oh = 0; oh < OH_; ++oh) {
+        const size_t h = static_cast<size_t>(oh);
+        const float* r0 = src + (nc * H_ + th_.i0[h]) * W_;
+        const float* r1 = src + (nc * H_ + th_.i1[h]) * W_;
+        const float wh1 = th_.w1[h], wh0 = 1.0f - wh1;
+        float* o = dst + (nc * OH_ + oh) * OW_;
+        if (nearest_) {
+          for (int64_t ow = 0; ow < OW_; ++ow) o[ow] = r0[tw_.i0[static_cast<size_t>(ow)]];
+          continue;
+        }
+        for (int64_t ow = 0; ow < OW_; ++ow) {
+          const size_t w = static_cast<size_t>(ow);
+          const int64_t c0 = tw_.i0[w], c1 = tw_.i1[w];
+          const float ww1 = tw_.w1[w], ww0 = 1.0f - ww1;
+          o[ow] = wh0 * (ww0 * r0[c0] + ww1 * r0[c1]) + wh1 * (ww0 * r1[c0] + ww1 * r1[c1]);
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  bool nearest_;
+  int64_t NC_, H_, W_, OH_, OW_;  // x [N, C, H, W] -> y [N, C, OH, OW], NC = N·C
+  Taps th_, tw_;                  // per output row [OH] and column [OW]
+};
+
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
+  return std::unique_ptr<Kernel>(new ResizeRef(ctx.attrs<fb::ResizeT>(), ctx.in[0].shape, ctx.out[0].shape));
+}
+
+const KernelDef kResizeRef = {"resize_ref", false, create_ref};
+
+}  // namespace
+
+const OpDef kResizeOp = {"Resize", 1, 2, 1, 1, check, infer, {&kResizeOnednn, &kResizeRef}};
+
+}  // namespace atrous
