@@ -1,0 +1,541 @@
+#include "ops/attention_common.h"
+
+// GCC 12 warns about the deliberately undefined lanes inside its own AVX-512
+// reduction intrinsics (_mm512_reduce_*): a false positive.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "onednn/gemm.h"
+
+namespace atrous::attn {
+
+// ---- projections --------------------------------------------------------------
+Status project(const float* src, int64_t rows, int64_t k, int64_t ld_src, const float* w, const float* b, int64_t n,
+               float* dst, int64_t ld_dst) {
+  if (b) {
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld_dst, b, static_cast<size_t>(n) * sizeof(float));
+  }
+  return sgemm(false, true, rows, n, k, 1.0f, src, ld_src, w, k, b ? 1.0f : 0.0f, dst, ld_dst);
+}
+
+void project_ref(const float* src, int64_t rows, int64_t k, int64_t ld_src, const float* w, const float* b, int64_t n,
+                 float* dst, int64_t ld_dst) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = src + r * ld_src;
+    for (int64_t o = 0; o < n; ++o) {
+      const float* wr = w + o * k;
+      float acc = 0.0f;
+      for (int64_t i = 0; i < k; ++i) acc += x[i] * wr[i];
+      dst[r * ld_dst + o] = acc + (b ? b[o] : 0.0f);
+    }
+  }
+}
+
+// ---- vector math ----------------------------------------------------------------
+namespace {
+
+enum class Isa { kScalar, kAvx2, kAvx512 };
+
+Isa detect_isa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kScalar;
+}
+
+Isa isa() {
+  static const Isa i = detect_isa();
+  return i;
+}
+
+constexpr float kExpLo = -87.33654f;  // exp below this is < FLT_MIN: flushed to 0
+constexpr float kExpHi = 88.72283f;
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.12194440e-4f;
+// Taylor coefficients of e^r, |r| <= ln2/2: truncation error < 2e-7 relative.
+constexpr float kC2 = 0.5f, kC3 = 1.0f / 6, kC4 = 1.0f / 24, kC5 = 1.0f / 120, kC6 = 1.0f / 720;
+
+__attribute__((target("avx512f"))) inline __m512 exp16(__m512 x) {
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpLo), _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kExpLo)), _mm512_set1_ps(kExpHi));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kC6);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC5));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kC2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(p, n));
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(kExpLo), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kExpLo)), _mm256_set1_ps(kExpHi));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kC6);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC5));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kC2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  // 2^n for n in [-126, 128]: the exponent bits; n = 128 (x near kExpHi) as 2·2^127.
+  __m256i ni = _mm256_cvtps_epi32(n);
+  __m256i big = _mm256_cmpgt_epi32(ni, _mm256_set1_epi32(127));
+  ni = _mm256_sub_epi32(ni, _mm256_and_si256(big, _mm256_set1_epi32(1)));
+  __m256 pow2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+  p = _mm256_mul_ps(p, pow2);
+  p = _mm256_blendv_ps(p, _mm256_add_ps(p, p), _mm256_castsi256_ps(big));
+  return _mm256_andnot_ps(tiny, p);
+}
+
+__attribute__((target("avx512f"))) float max_avx512(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+  if (i < n) {
+    __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+__attribute__((target("avx512f"))) float exp_shift_sum_avx512(float* x, int64_t n, float shift) {
+  const __m512 s = _mm512_set1_ps(shift);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+    _mm512_storeu_ps(x + i, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  if (i < n) {
+    __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), s)));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx512f"))) void exp_add_avx512(const float* x, float* y, int64_t n, float add) {
+  const __m512 a = _mm512_set1_ps(add);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_add_ps(_mm512_loadu_ps(x + i), a)));
+  if (i < n) {
+    __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, x + i), a)));
+  }
+}
+
+__attribute__((target("avx2,fma"))) float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) float max_avx2(const float* x, int64_t n) {
+  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, m);
+  float r = t[0];
+  for (int j = 1; j < 8; ++j) r = std::max(r, t[j]);
+  for (; i < n; ++i) r = std::max(r, x[i]);
+  return r;
+}
+
+__attribute__((target("avx2,fma"))) float exp_shift_sum_avx2(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float sum = hsum8(acc);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    sum += x[i];
+  }
+  return sum;
+}
+
+__attribute__((target("avx2,fma"))) void exp_add_avx2(const float* x, float* y, int64_t n, float add) {
+  const __m256 a = _mm256_set1_ps(add);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_add_ps(_mm256_loadu_ps(x + i), a)));
+  for (; i < n; ++i) y[i] = std::exp(x[i] + add);
+}
+
+__attribute__((target("avx512f"))) void elu_add_avx512(float* x, int64_t n, float add) {
+  const __m512 a = _mm512_set1_ps(add), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(x + i);
+    __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+    __m512 neg = _mm512_sub_ps(exp16(_mm512_min_ps(v, zero)), one);
+    _mm512_storeu_ps(x + i, _mm512_add_ps(_mm512_mask_mov_ps(neg, pos, v), a));
+  }
+  for (; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + add;
+}
+
+__attribute__((target("avx2,fma"))) void elu_add_avx2(float* x, int64_t n, float add) {
+  const __m256 a = _mm256_set1_ps(add), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+    __m256 neg = _mm256_sub_ps(exp8(_mm256_min_ps(v, zero)), one);
+    _mm256_storeu_ps(x + i, _mm256_add_ps(_mm256_blendv_ps(neg, v, pos), a));
+  }
+  for (; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + add;
+}
+
+}  // namespace
+
+void elu_add_inplace(float* x, int64_t n, float add) {
+  constexpr int64_t kBlock = 1 << 14;
+  const Isa i = isa();
+#pragma omp parallel for schedule(static)
+  for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+    const int64_t len = std::min(kBlock, n - b0);
+    float* p = x + b0;
+    if (i == Isa::kAvx512) elu_add_avx512(p, len, add);
+    else if (i == Isa::kAvx2) elu_add_avx2(p, len, add);
+    else
+      for (int64_t j = 0; j < len; ++j) p[j] = (p[j] > 0.0f ? p[j] : std::expm1(p[j])) + add;
+  }
+}
+
+float row_max(const float* x, int64_t n) {
+  switch (isa()) {
+    case Isa::kAvx512: return max_avx512(x, n);
+    case Isa::kAvx2: return max_avx2(x, n);
+    default: break;
+  }
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+float exp_shift_sum(float* x, int64_t n, float shift) {
+  switch (isa()) {
+    case Isa::kAvx512: return exp_shift_sum_avx512(x, n, shift);
+    case Isa::kAvx2: return exp_shift_sum_avx2(x, n, shift);
+    default: break;
+  }
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - shift);
+    s += x[i];
+  }
+  return s;
+}
+
+void exp_add(const float* x, float* y, int64_t n, float add) {
+  switch (isa()) {
+    case Isa::kAvx512: return exp_add_avx512(x, y, n, add);
+    case Isa::kAvx2: return exp_add_avx2(x, y, n, add);
+    default: break;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] + add);
+}
+
+const char* vector_isa() {
+  switch (isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+// ---- linear attention core ---------------------------------------------------------
+int64_t LinearCore::scratch_floats() const {
+  const int64_t c = s_.chunk;
+  return c * c + 2 * c * cols() + s_.d;  // A [c, c], acc [c, cols] (or z [d]), V with its ones column [c, cols]
+}
+
+double LinearCore::flops() const {
+  const double d = static_cast<double>(s_.d), cl = static_cast<double>(cols());
+  if (!s_.causal) return 2.0 * (s_.lk + s_.lq) * d * cl;
+  double f = 0;
+  for (int64_t r0 = 0; r0 < s_.lq; r0 += s_.chunk) {
+    const double c = static_cast<double>(std::min(s_.chunk, s_.lq - r0));
+    f += 2.0 * (c * cl * d + c * c * d + c * c * cl + d * c * cl);
+  }
+  return f;
+}
+
+void LinearCore::finish_rows(const float* q, int64_t ldq, const float* acc, int64_t rows, float* y, int64_t ldy) const {
+  const int64_t m = s_.m, cl = cols();
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* a = acc + i * cl;
+    float* yi = y + i * ldy;
+    if (!s_.denominator) {
+      std::memcpy(yi, a, static_cast<size_t>(m) * sizeof(float));
+      continue;
+    }
+    float den = a[m] + s_.eps;
+    if (s_.eps_qsum != 0.0f) {
+      const float* qi = q + i * ldq;
+      float qs = 0.0f;
+#pragma omp simd reduction(+ : qs)
+      for (int64_t f = 0; f < s_.d; ++f) qs += qi[f];
+      den += s_.eps_qsum * qs;
+    }
+    const float inv = 1.0f / den;
+    for (int64_t j = 0; j < m; ++j) yi[j] = a[j] * inv;
+  }
+}
+
+Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
+                       int64_t ldy, float* state, float* scratch) const {
+  const int64_t C = s_.chunk, d = s_.d, m = s_.m, cl = cols();
+  float* A = scratch;
+  float* acc = A + C * C;
+  float* vaug = acc + C * cl;
+  // Chunk rows [r0, r0 + c) of V, with the ones column when there is a denominator.
+  auto values = [&](int64_t r0, int64_t c, const float** vp, int64_t* ldvp) {
+    if (!s_.denominator) {
+      *vp = v + r0 * ldv;
+      *ldvp = ldv;
+      return;
+    }
+    for (int64_t i = 0; i < c; ++i) {
+      std::memcpy(vaug + i * cl, v + (r0 + i) * ldv, static_cast<size_t>(m) * sizeof(float));
+      vaug[i * cl + m] = 1.0f;
+    }
+    *vp = vaug;
+    *ldvp = cl;
+  };
+  const float* vp;
+  int64_t ldvp;
+  if (!s_.causal) {
+    // S += Kᵀ V, then y = Q S, in blocks of kBlock rows (one GEMM over the whole
+    // sequence streams the strided head slices through the cache and runs at a
+    // fraction of the blocked speed); z = Σ k and the denominators q · z on the side.
+    constexpr int64_t kBlock = 256;
+    for (int64_t r0 = 0; r0 < s_.lk; r0 += kBlock)
+      ATROUS_RETURN_IF_ERROR(sgemm(true, false, d, m, std::min(kBlock, s_.lk - r0), 1.0f, k + r0 * ldk, ldk, v + r0 * ldv, ldv, 1.0f, state, cl));
+    for (int64_t r0 = 0; r0 < s_.lq; r0 += kBlock)
+      ATROUS_RETURN_IF_ERROR(sgemm(false, false, std::min(kBlock, s_.lq - r0), m, d, 1.0f, q + r0 * ldq, ldq, state, cl, 0.0f, y + r0 * ldy, ldy));
+    if (!s_.denominator) return Status::Ok();
+    float* z = vaug + C * cl;  // contiguous z [d] (the state's column m is strided)
+    for (int64_t f = 0; f < d; ++f) z[f] = state[f * cl + m];
+    for (int64_t j = 0; j < s_.lk; ++j) {
+      const float* kj = k + j * ldk;
+#pragma omp simd
+      for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
+    }
+    for (int64_t f = 0; f < d; ++f) state[f * cl + m] = z[f];
+    for (int64_t i = 0; i < s_.lq; ++i) {
+      const float* qi = q + i * ldq;
+      float den = 0.0f, qs = 0.0f;
+#pragma omp simd reduction(+ : den, qs)
+      for (int64_t f = 0; f < d; ++f) {
+        den += qi[f] * z[f];
+        qs += qi[f];
+      }
+      const float inv = 1.0f / (den + s_.eps + s_.eps_qsum * qs);
+      float* yi = y + i * ldy;
+      for (int64_t e = 0; e < m; ++e) yi[e] *= inv;
+    }
+    return Status::Ok();
+  }
+  for (int64_t r0 = 0; r0 < s_.lq; r0 += C) {
+    const int64_t c = std::min(C, s_.lq - r0);
+    const float* qc = q + r0 * ldq;
+    const float* kc = k + r0 * ldk;
+    values(r0, c, &vp, &ldvp);
+    // Earlier chunks through the state, this chunk through the masked quadratic form.
+    ATROUS_RETURN_IF_ERROR(sgemm(false, false, c, cl, d, 1.0f, qc, ldq, state, cl, 0.0f, acc, cl));
+    ATROUS_RETURN_IF_ERROR(sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, A, C));
+    for (int64_t i = 0; i < c; ++i) std::fill(A + i * C + i + 1, A + i * C + c, 0.0f);
+    ATROUS_RETURN_IF_ERROR(sgemm(false, false, c, cl, c, 1.0f, A, C, vp, ldvp, 1.0f, acc, cl));
+    ATROUS_RETURN_IF_ERROR(sgemm(true, false, d, cl, c, 1.0f, kc, ldk, vp, ldvp, 1.0f, state, cl));
+    finish_rows(qc, ldq, acc, c, y + r0 * ldy, ldy);
+  }
+  return Status::Ok();
+}
+
+void LinearCore::run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
+                         int64_t ldy, float* state) const {
+  const int64_t d = s_.d, m = s_.m, cl = cols();
+  auto add_key = [&](int64_t j) {
+    for (int64_t f = 0; f < d; ++f) {
+      const float kf = k[j * ldk + f];
+      for (int64_t e = 0; e < m; ++e) state[f * cl + e] += kf * v[j * ldv + e];
+      if (s_.denominator) state[f * cl + m] += kf;
+    }
+  };
+  auto read = [&](int64_t i) {
+    const float* qi = q + i * ldq;
+    float* yi = y + i * ldy;
+    for (int64_t e = 0; e < m; ++e) {
+      float acc = 0.0f;
+      for (int64_t f = 0; f < d; ++f) acc += qi[f] * state[f * cl + e];
+      yi[e] = acc;
+    }
+    if (!s_.denominator) return;
+    float den = 0.0f, qs = 0.0f;
+    for (int64_t f = 0; f < d; ++f) {
+      den += qi[f] * state[f * cl + m];
+      qs += qi[f];
+    }
+    den += s_.eps + s_.eps_qsum * qs;
+    for (int64_t e = 0; e < m; ++e) yi[e] /= den;
+  };
+  if (s_.causal) {
+    for (int64_t i = 0; i < s_.lq; ++i) {  // the RNN form: update first (inclusive), then read
+      add_key(i);
+      read(i);
+    }
+    return;
+  }
+  for (int64_t j = 0; j < s_.lk; ++j) add_key(j);
+  for (int64_t i = 0; i < s_.lq; ++i) read(i);
+}
+
+void state_in(const float* kv, const float* z, int64_t d, int64_t m, bool with_z, float* state) {
+  const int64_t cl = m + (with_z ? 1 : 0);
+  for (int64_t f = 0; f < d; ++f) {
+    if (kv) std::memcpy(state + f * cl, kv + f * m, static_cast<size_t>(m) * sizeof(float));
+    else std::fill(state + f * cl, state + f * cl + m, 0.0f);
+    if (with_z) state[f * cl + m] = z ? z[f] : 0.0f;
+  }
+}
+
+void state_out(const float* state, int64_t d, int64_t m, bool with_z, float* kv, float* z) {
+  const int64_t cl = m + (with_z ? 1 : 0);
+  for (int64_t f = 0; f < d; ++f) {
+    if (kv) std::memcpy(kv + f * m, state + f * cl, static_cast<size_t>(m) * sizeof(float));
+    if (with_z && z) z[f] = state[f * cl + m];
+  }
+}
+
+// ---- shared node layout ---------------------------------------------------------------
+Status check_projections(CheckContext& ctx) {
+  for (int i : {kQuery, kKey, kValue}) ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+  for (int i : {kWq, kWk, kWv, kWo}) {
+    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+    if (ctx.value(i).shape.size() != 2) return ctx.fail("projection weight " + ir::value_label(ctx.graph, ctx.node.inputs[static_cast<size_t>(i)]) + " must be 2-D, got " + shape_string(ctx.value(i).shape));
+  }
+  for (int i : {kBq, kBk, kBv, kBo}) {
+    if (!ctx.has(i)) continue;
+    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+    if (ctx.value(i).shape.size() != 1 || ctx.value(i).shape[0] != ctx.value(i - 1).shape[0])
+      return ctx.fail("projection bias " + ir::value_label(ctx.graph, ctx.node.inputs[static_cast<size_t>(i)]) + " must be [" +
+                      std::to_string(ctx.value(i - 1).shape[0]) + "], got " + shape_string(ctx.value(i).shape));
+  }
+  return Status::Ok();
+}
+
+Status infer_projections(ShapeContext& ctx, int64_t heads, ProjShapes* s) {
+  const Shape& q = ctx.in[kQuery];
+  const Shape& k = ctx.has(kKey) ? ctx.in[kKey] : q;
+  const Shape& v = ctx.has(kValue) ? ctx.in[kValue] : k;
+  if (q.size() != 3) return ctx.fail("query must be [B, L, E], got " + shape_string(q));
+  if (k.size() != 3 || v.size() != 3 || k[0] != q[0] || v[0] != q[0] || v[1] != k[1])
+    return ctx.fail("key " + shape_string(k) + " and value " + shape_string(v) + " must be [B, Lk, E] with the query's batch " +
+                    std::to_string(q[0]) + " and one length");
+  const Shape &wq = ctx.in[kWq], &wk = ctx.in[kWk], &wv = ctx.in[kWv], &wo = ctx.in[kWo];
+  s->batch = q[0];
+  s->lq = q[1];
+  s->lk = k[1];
+  s->eq = q[2];
+  s->ek = k[2];
+  s->ev = v[2];
+  if (wq[1] != s->eq || wk[1] != s->ek || wv[1] != s->ev)
+    return ctx.fail("projection weights wq " + shape_string(wq) + ", wk " + shape_string(wk) + ", wv " + shape_string(wv) +
+                    " do not match the input dims " + std::to_string(s->eq) + ", " + std::to_string(s->ek) + ", " + std::to_string(s->ev));
+  if (wk[0] != wq[0]) return ctx.fail("wq " + shape_string(wq) + " and wk " + shape_string(wk) + " must have the same rows");
+  if (wo[1] != wv[0]) return ctx.fail("wo " + shape_string(wo) + " must take the " + std::to_string(wv[0]) + " value features");
+  if (heads < 1 || wq[0] % heads != 0 || wv[0] % heads != 0)
+    return ctx.fail("num_heads " + std::to_string(heads) + " must divide the inner dims " + std::to_string(wq[0]) + " and " + std::to_string(wv[0]));
+  s->inner = wq[0];
+  s->inner_v = wv[0];
+  s->heads = heads;
+  s->d = s->inner / heads;
+  s->m = s->inner_v / heads;
+  s->eo = wo[0];
+  return Status::Ok();
+}
+
+ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads) {
+  ProjShapes s;
+  const Shape& q = ctx.in[kQuery].shape;
+  const Shape& k = present(ctx, kKey) ? ctx.in[kKey].shape : q;
+  const Shape& v = present(ctx, kValue) ? ctx.in[kValue].shape : k;
+  s.batch = q[0];
+  s.lq = q[1];
+  s.lk = k[1];
+  s.eq = q[2];
+  s.ek = k[2];
+  s.ev = v[2];
+  s.inner = ctx.in[kWq].shape[0];
+  s.inner_v = ctx.in[kWv].shape[0];
+  s.heads = heads;
+  s.d = s.inner / heads;
+  s.m = s.inner_v / heads;
+  s.eo = ctx.in[kWo].shape[0];
+  return s;
+}
+
+Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref) {
+  auto in = [&](int i) { return input_or_null(b, i); };
+  const float* xq = in(kQuery);
+  const float* xk = in(kKey) ? in(kKey) : xq;
+  const float* xv = in(kValue) ? in(kValue) : xk;
+  struct P { const float* x; int64_t rows, e; int w, bias; float* dst; int64_t n; };
+  const P ps[3] = {{xq, s.batch * s.lq, s.eq, kWq, kBq, q, s.inner},
+                   {xk, s.batch * s.lk, s.ek, kWk, kBk, k, s.inner},
+                   {xv, s.batch * s.lk, s.ev, kWv, kBv, v, s.inner_v}};
+  for (const P& p : ps) {
+    if (!p.dst) continue;
+    if (ref) project_ref(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n);
+    else ATROUS_RETURN_IF_ERROR(project(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n));
+  }
+  return Status::Ok();
+}
+
+Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref) {
+  const float* w = input_or_null(b, kWo);
+  const float* bias = input_or_null(b, kBo);
+  if (ref) {
+    project_ref(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
+    return Status::Ok();
+  }
+  return project(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
+}
+
+double projection_flops(const ProjShapes& s) {
+  return 2.0 * s.batch * (s.lq * s.eq * s.inner + s.lk * s.ek * s.inner + s.lk * s.ev * s.inner_v + s.lq * s.inner_v * s.eo);
+}
+
+Status expect_state_shape(ShapeContext& ctx, int i, const Shape& want, const char* what) {
+  if (!ctx.has(i)) return Status::Ok();
+  if (ctx.in[static_cast<size_t>(i)] != want)
+    return ctx.fail(std::string(what) + " must be " + shape_string(want) + ", got " + shape_string(ctx.in[static_cast<size_t>(i)]));
+  return Status::Ok();
+}
+
+}  // namespace atrous::attn

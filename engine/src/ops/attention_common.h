@@ -1,0 +1,131 @@
+// Math shared by the attention ops (multi_head_attention.cpp, linear_attention.cpp,
+// performer_attention.cpp, norm_attention.cpp, gated_attention_unit.cpp, lite_mla.cpp).
+//
+// - Projections: rows × weightᵀ + bias through sgemm (fast kernels) or plain loops
+//   (reference kernels).
+// - Vector math for softmax rows and feature maps: exp, max, sums. An AVX-512,
+//   an AVX2+FMA and a scalar path, chosen once from the CPU's features. The
+//   vector exp is a degree-6 polynomial after range reduction (about 2 ulp);
+//   inputs below about -103 give 0, so -inf (a mask) gives exactly 0.
+// - The chunked causal linear-attention core (LinearCore): for one (batch, head)
+//   it computes y_i = φq_i · S_i (and the denominator φq_i · z_i) where S_i, z_i
+//   sum φk_j ⊗ v_j and φk_j over j ≤ i (causal) or over all j. The denominator
+//   rides along as an extra column of ones appended to V, so one GEMM gives both.
+//   Within a chunk of C tokens the masked quadratic form (Qc Kcᵀ ⊙ tril) V is used;
+//   across chunks the running state, so every part is a GEMM. The state starts
+//   from `state` (a streaming step's input) and ends there (its output).
+//   Limits: the state is f32, so sums over very long sequences lose the
+//   precision of f32 accumulation (as the references do).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "atrous/status.h"
+#include "atrous/tensor.h"
+#include "ops/op_registry.h"
+
+namespace atrous::attn {
+
+// ---- projections --------------------------------------------------------------
+// dst[r, n] = Σ_k src[r, k] · w[n, k] + b[n]; rows of src and dst are contiguous
+// with leading dims ld_src / ld_dst. sgemm: one GEMM, multi-threaded by oneDNN
+// when called outside a parallel region.
+Status project(const float* src, int64_t rows, int64_t k, int64_t ld_src, const float* w, const float* b, int64_t n,
+               float* dst, int64_t ld_dst);
+// The same with plain loops (reference kernels), OpenMP-parallel over rows.
+void project_ref(const float* src, int64_t rows, int64_t k, int64_t ld_src, const float* w, const float* b, int64_t n,
+                 float* dst, int64_t ld_dst);
+
+// ---- vector math ----------------------------------------------------------------
+float row_max(const float* x, int64_t n);
+// x[i] = exp(x[i] - shift); returns Σ x[i] after the update.
+float exp_shift_sum(float* x, int64_t n, float shift);
+// y[i] = exp(x[i] + add) (x and y may alias).
+void exp_add(const float* x, float* y, int64_t n, float add);
+// x[i] = elu(x[i]) + add (alpha 1), vectorised, OpenMP-parallel over blocks.
+void elu_add_inplace(float* x, int64_t n, float add);
+// "avx512", "avx2" or "scalar": the path the functions above take.
+const char* vector_isa();
+
+// ---- linear attention core ---------------------------------------------------------
+struct LinearCoreShape {
+  int64_t lq = 1, lk = 1;  // query / key lengths (equal when causal)
+  int64_t d = 1;           // feature dim of φq, φk
+  int64_t m = 1;           // value dim
+  bool causal = false;
+  bool denominator = true;   // y = num / (den + eps + eps_qsum · Σ_f φq_f); else y = num
+  float eps = 0.0f;
+  float eps_qsum = 0.0f;
+  int64_t chunk = 64;        // causal chunk length
+};
+
+class LinearCore {
+ public:
+  explicit LinearCore(const LinearCoreShape& s) : s_(s) {}
+  const LinearCoreShape& shape() const { return s_; }
+  int64_t cols() const { return s_.m + (s_.denominator ? 1 : 0); }
+  // State of one (batch, head): [d, cols()], row f = (Σ φk_f v, Σ φk_f).
+  int64_t state_floats() const { return s_.d * cols(); }
+  // Scratch one call of run() needs (floats), besides the state.
+  int64_t scratch_floats() const;
+
+  // One (batch, head), on the calling thread. q [lq, d] (row stride ldq), k [lk, d],
+  // v [lk, m], y [lq, m]. state: in: the initial state (zeros for a fresh start);
+  // out: the final state. scratch: scratch_floats().
+  Status run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
+             int64_t ldy, float* state, float* scratch) const;
+  // The same math, token by token (the RNN form for causal, two plain passes
+  // otherwise), with plain loops: the reference kernels' core. No scratch.
+  void run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
+               int64_t ldy, float* state) const;
+  // GEMM flops of run().
+  double flops() const;
+
+ private:
+  void finish_rows(const float* q, int64_t ldq, const float* acc, int64_t rows, float* y, int64_t ldy) const;
+  LinearCoreShape s_;
+};
+
+// State tensors ([B, H, d, m] and [B, H, d]) of (b, h) to/from the core's [d, m(+1)].
+void state_in(const float* kv, const float* z, int64_t d, int64_t m, bool with_z, float* state);
+void state_out(const float* state, int64_t d, int64_t m, bool with_z, float* kv, float* z);
+
+// ---- shared node layout (inputs 0-10 of the projected attention nodes) ----------------
+enum ProjInput { kQuery = 0, kKey, kValue, kWq, kBq, kWk, kBk, kWv, kBv, kWo, kBo, kNumProjInputs };
+
+// Shapes of a projected attention node, from its input shapes.
+struct ProjShapes {
+  int64_t batch = 1, lq = 1, lk = 1;
+  int64_t eq = 1, ek = 1, ev = 1;  // model dims of query / key / value sources
+  int64_t inner = 1, inner_v = 1;  // heads · D, heads · M
+  int64_t heads = 1, d = 1, m = 1;
+  int64_t eo = 1;                  // output dim
+};
+
+// Input i of a step, or nullptr when absent (also past the node's last input).
+inline const float* input_or_null(const RunBuffers& b, int i) {
+  return i < static_cast<int>(b.in.size()) ? static_cast<const float*>(b.in[static_cast<size_t>(i)]) : nullptr;
+}
+inline float* output_or_null(const RunBuffers& b, int i) {
+  return i < static_cast<int>(b.out.size()) ? static_cast<float*>(b.out[static_cast<size_t>(i)]) : nullptr;
+}
+inline bool present(const KernelContext& ctx, int i) { return i < static_cast<int>(ctx.present.size()) && ctx.present[static_cast<size_t>(i)]; }
+
+// Attribute-independent checks of inputs 0-10: dtypes, constant weights, 2-D weights, 1-D biases.
+Status check_projections(CheckContext& ctx);
+// Shapes of inputs 0-10 against each other and `heads`; fills *s.
+Status infer_projections(ShapeContext& ctx, int64_t heads, ProjShapes* s);
+ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads);
+
+// Q [B·lq, inner], K [B·lk, inner], V [B·lk, inner_v] from the run buffers (a missing
+// key is the query, a missing value the key). ref: plain loops instead of sgemm.
+Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref);
+// y [B·lq, eo] = o [B·lq, inner_v] · woᵀ + bo.
+Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref);
+// Flops of the four projections.
+double projection_flops(const ProjShapes& s);
+// Fails unless the optional state input i has shape `want` (when present).
+Status expect_state_shape(ShapeContext& ctx, int i, const Shape& want, const char* what);
+
+}  // namespace atrous::attn

@@ -1,0 +1,243 @@
+// LiteMLA: EfficientViT's multi-scale ReLU linear attention on NCHW maps
+// (mit-han-lab/efficientvit, efficientvit/models/nn/ops.py, class LiteMLA).
+//   qkv = conv1x1(x) [B, 3T, H, W], T = heads · dim (no bias, no norm by default)
+//   per scale k: agg = grouped 1×1 (groups 3·heads, dim → dim) of depthwise k×k (pad k/2) of qkv
+//   multi = cat(qkv, agg...) read as G = heads·(1 + scales) groups of [q | k | v], dim channels each
+//   per group, q = relu(q), k = relu(k), n = H·W tokens:
+//     n > dim:  out = (v kᵀ) q / ((Σ_j k_j) · q + eps)           (v padded with a row of ones)
+//     n <= dim: A = kᵀ q [n, n]; A /= (Σ_j A_j,i + eps); out = v A  (the quadratic form)
+//   y = proj conv1x1(cat of the groups' outputs) + bias (proj's BatchNorm is a separate node).
+// eps = 1e-15: a token whose relu(q) is all zero gives 0 / 1e-15 = 0, as the reference.
+// inputs: 0 x [B, C, H, W]; 1 qkv weight [3T, C, 1, 1]; 2 proj weight [Co, T(1+S), 1, 1];
+// 3 proj bias [Co]?; per scale s: 4 + 2s dw weight [3T, 1, k, k], 5 + 2s pw weight [3T, dim, 1, 1].
+//
+// Kernels: lite_mla_gemm (sgemm for the 1×1 convs and the attention products; threads
+// over batch × groups) and lite_mla_ref (plain loops).
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "onednn/gemm.h"
+#include "ops/attention_common.h"
+#include "ops/op_registry.h"
+
+namespace atrous {
+namespace {
+
+enum LiteMlaInput { kX = 0, kQkvW, kProjW, kProjB, kFirstScale };
+constexpr int kMaxScales = 4;
+
+// ---- attributes -------------------------------------------------------------
+Status check(CheckContext& ctx) {
+  const auto& a = ctx.attrs<fb::LiteMLAT>();
+  if (a.dim < 1) return ctx.fail("dim must be >= 1");
+  if (!std::isfinite(a.eps) || a.eps < 0) return ctx.fail("eps must be finite and >= 0");
+  if (a.scales.size() > static_cast<size_t>(kMaxScales)) return ctx.fail("at most " + std::to_string(kMaxScales) + " scales");
+  for (int k : a.scales)
+    if (k < 1 || k % 2 == 0) return ctx.fail("scales must be odd kernel sizes, got " + std::to_string(k));
+  const int want = kFirstScale + 2 * static_cast<int>(a.scales.size());
+  if (ctx.num_inputs() != want && !(a.scales.empty() && ctx.num_inputs() == kProjB))
+    return ctx.fail("expects " + std::to_string(kFirstScale + 2 * a.scales.size()) + " inputs (x, qkv, proj weight, proj bias, 2 per scale), got " +
+                    std::to_string(ctx.num_inputs()));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kX, {DType::kF32}));
+  for (int i = kQkvW; i < ctx.num_inputs(); ++i) {
+    if (i == kProjB && !ctx.has(i)) continue;
+    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+  }
+  ctx.outputs_are(DType::kF32);
+  return Status::Ok();
+}
+
+// ---- shapes -----------------------------------------------------------------
+Status infer(ShapeContext& ctx) {
+  const auto& a = ctx.attrs<fb::LiteMLAT>();
+  const Shape& x = ctx.in[kX];
+  if (x.size() != 4) return ctx.fail("x must be [B, C, H, W], got " + shape_string(x));
+  const Shape& wq = ctx.in[kQkvW];
+  if (wq.size() != 4 || wq[1] != x[1] || wq[2] != 1 || wq[3] != 1 || wq[0] % (3 * a.dim) != 0)
+    return ctx.fail("qkv weight must be [3·heads·dim, " + std::to_string(x[1]) + ", 1, 1] with dim " + std::to_string(a.dim) + ", got " + shape_string(wq));
+  const int64_t t3 = wq[0], total = t3 / 3, S = static_cast<int64_t>(a.scales.size());
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t k = a.scales[static_cast<size_t>(s)];
+    if (ctx.in[static_cast<size_t>(kFirstScale + 2 * s)] != Shape{t3, 1, k, k} || ctx.in[static_cast<size_t>(kFirstScale + 2 * s + 1)] != Shape{t3, a.dim, 1, 1})
+      return ctx.fail("scale " + std::to_string(k) + ": weights must be [" + std::to_string(t3) + ", 1, k, k] and [" + std::to_string(t3) + ", dim, 1, 1], got " +
+                      shape_string(ctx.in[static_cast<size_t>(kFirstScale + 2 * s)]) + " and " + shape_string(ctx.in[static_cast<size_t>(kFirstScale + 2 * s + 1)]));
+  }
+  const Shape& wp = ctx.in[kProjW];
+  if (wp.size() != 4 || wp[1] != total * (1 + S) || wp[2] != 1 || wp[3] != 1)
+    return ctx.fail("proj weight must be [Co, " + std::to_string(total * (1 + S)) + ", 1, 1], got " + shape_string(wp));
+  if (ctx.has(kProjB) && ctx.in[kProjB] != Shape{wp[0]}) return ctx.fail("proj bias must be [" + std::to_string(wp[0]) + "]");
+  ctx.out = {{x[0], wp[0], x[2], x[3]}};
+  return Status::Ok();
+}
+
+// ---- kernels ----------------------------------------------------------------
+class LiteMlaKernel : public Kernel {
+ public:
+  LiteMlaKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::LiteMLAT>()) {
+    const Shape& x = ctx.in[kX].shape;
+    B_ = x[0];
+    C_ = x[1];
+    H_ = x[2];
+    W_ = x[3];
+    n_ = H_ * W_;
+    d_ = a_.dim;
+    t3_ = ctx.in[kQkvW].shape[0];
+    S_ = static_cast<int64_t>(a_.scales.size());
+    groups_ = t3_ / (3 * d_) * (1 + S_);
+    co_ = ctx.in[kProjW].shape[0];
+    threads_ = std::max(1, ctx.threads);
+    const uint64_t f = sizeof(float);
+    multi_scr_ = ctx.scratch(f * B_ * t3_ * (1 + S_) * n_);
+    dw_scr_ = ctx.scratch(f * t3_ * n_);
+    out_scr_ = ctx.scratch(f * B_ * groups_ * d_ * n_);
+    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+  }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+    auto in = [&](int i) { return attn::input_or_null(b, i); };
+    float *multi = scr(multi_scr_), *dw = scr(dw_scr_), *out = scr(out_scr_), *tall = scr(t_scr_);
+    const int64_t per_batch = t3_ * (1 + S_) * n_;
+    for (int64_t bi = 0; bi < B_; ++bi) {
+      float* mb = multi + bi * per_batch;
+      ATROUS_RETURN_IF_ERROR(mm(false, false, t3_, n_, C_, in(kQkvW), C_, in(kX) + bi * C_ * n_, n_, 0.0f, mb, n_));
+      for (int64_t s = 0; s < S_; ++s) {
+        depthwise(mb, in(kFirstScale + 2 * static_cast<int>(s)), a_.scales[static_cast<size_t>(s)], dw);
+        const float* pw = in(kFirstScale + 2 * static_cast<int>(s) + 1);  // [3T, dim]: group r maps dw rows r·dim.. to the same rows
+        float* agg = mb + (s + 1) * t3_ * n_;
+        // One parallel region for all groups (each GEMM on its thread): a region per
+        // small GEMM costs a barrier each, which dominates on a busy machine.
+        std::atomic<bool> bad{false};
+#pragma omp parallel for num_threads(threads_) schedule(static)
+        for (int64_t r = 0; r < t3_ / d_; ++r)
+          if (!mm(false, false, d_, n_, d_, pw + r * d_ * d_, d_, dw + r * d_ * n_, n_, 0.0f, agg + r * d_ * n_, n_).ok()) bad = true;
+        if (bad) return internal_error("sgemm failed in LiteMLA's aggregation");
+      }
+    }
+    std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+    for (int64_t t = 0; t < B_ * groups_; ++t) {
+      const int64_t bi = t / groups_, g = t % groups_;
+      float* grp = multi + bi * per_batch + g * 3 * d_ * n_;  // [q | k | v], each [dim, n]
+      float* scratch = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
+      if (!attend(grp, out + (bi * groups_ + g) * d_ * n_, scratch).ok()) failed = true;
+    }
+    if (failed) return internal_error("sgemm failed in LiteMLA");
+    const float* bias = in(kProjB);
+    float* y = static_cast<float*>(b.out[0]);
+    for (int64_t bi = 0; bi < B_; ++bi) {
+      float* yb = y + bi * co_ * n_;
+      for (int64_t o = 0; o < co_; ++o) std::fill(yb + o * n_, yb + (o + 1) * n_, bias ? bias[o] : 0.0f);
+      ATROUS_RETURN_IF_ERROR(mm(false, false, co_, n_, groups_ * d_, in(kProjW), groups_ * d_, out + bi * groups_ * d_ * n_, n_, 1.0f, yb, n_));
+    }
+    return Status::Ok();
+  }
+
+  double flops() const override {
+    double f = 2.0 * B_ * t3_ * C_ * n_ + 2.0 * B_ * co_ * groups_ * d_ * n_;
+    for (int k : a_.scales) f += 2.0 * B_ * t3_ * n_ * (k * k + d_);
+    const double per_group = n_ > d_ ? 2.0 * n_ * d_ * (d_ + 1) * 2 : 2.0 * n_ * n_ * d_ * 2;
+    return f + B_ * groups_ * per_group;
+  }
+  std::string detail() const override { return n_ > d_ ? "linear form" : "quadratic form (H·W <= dim)"; }
+
+ private:
+  int64_t thread_floats() const { return n_ > d_ ? d_ * d_ + d_ + n_ : n_ * n_ + n_; }
+
+  // C[M, N] = A[M, K] B[K, N] (+ beta C), sgemm or plain loops.
+  Status mm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float beta,
+            float* Cm, int64_t ldc) const {
+    if (!ref_) return sgemm(ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, beta, Cm, ldc);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; ++k) acc += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? Bm[j * ldb + k] : Bm[k * ldb + j]);
+        Cm[i * ldc + j] = acc + (beta != 0.0f ? beta * Cm[i * ldc + j] : 0.0f);
+      }
+    return Status::Ok();
+  }
+
+  // dst[c] = depthwise k×k of src[c], zero padding k/2, stride 1: tap by tap over the
+  // rows and columns it reaches, so the inner loop is contiguous (both kernels).
+  void depthwise(const float* src, const float* w, int64_t k, float* dst) const {
+    const int64_t p = k / 2;
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t c = 0; c < t3_; ++c) {
+      const float* sc = src + c * n_;
+      const float* wc = w + c * k * k;
+      float* dc = dst + c * n_;
+      std::fill(dc, dc + n_, 0.0f);
+      for (int64_t i = 0; i < k; ++i) {
+        const int64_t y0 = std::max<int64_t>(0, p - i), y1 = std::min<int64_t>(H_, H_ + p - i);
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t x0 = std::max<int64_t>(0, p - j), x1 = std::min<int64_t>(W_, W_ + p - j);
+          const float wt = wc[i * k + j];
+          for (int64_t y = y0; y < y1; ++y) {
+            const float* srow = sc + (y + i - p) * W_ + (j - p);
+            float* drow = dc + y * W_;
+            for (int64_t x = x0; x < x1; ++x) drow[x] += wt * srow[x];
+          }
+        }
+      }
+    }
+  }
+
+  // One group: grp = [q | k | v] rows of n tokens (relu'd in place); out [dim, n].
+  Status attend(float* grp, float* out, float* scratch) const {
+    const int64_t d = d_, n = n_;
+    float* q = grp;
+    float* k = grp + d * n;
+    const float* v = grp + 2 * d * n;
+    for (int64_t i = 0; i < 2 * d * n; ++i) grp[i] = grp[i] > 0.0f ? grp[i] : 0.0f;
+    if (n > d) {
+      float* vk = scratch;       // [d, d] = v kᵀ
+      float* ksum = vk + d * d;  // [d]  (the ones row of v times kᵀ)
+      float* den = ksum + d;     // [n]
+      ATROUS_RETURN_IF_ERROR(mm(false, true, d, d, n, v, n, k, n, 0.0f, vk, d));
+      for (int64_t f = 0; f < d; ++f) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < n; ++j) s += k[f * n + j];
+        ksum[f] = s;
+      }
+      ATROUS_RETURN_IF_ERROR(mm(false, false, d, n, d, vk, d, q, n, 0.0f, out, n));
+      std::fill(den, den + n, 0.0f);
+      for (int64_t f = 0; f < d; ++f)
+        for (int64_t i = 0; i < n; ++i) den[i] += ksum[f] * q[f * n + i];
+      for (int64_t c = 0; c < d; ++c)
+        for (int64_t i = 0; i < n; ++i) out[c * n + i] = out[c * n + i] / (den[i] + a_.eps);
+      return Status::Ok();
+    }
+    float* A = scratch;     // [n (keys j), n (queries i)] = kᵀ q
+    float* col = A + n * n;  // [n] Σ_j A[j, i]
+    ATROUS_RETURN_IF_ERROR(mm(true, false, n, n, d, k, n, q, n, 0.0f, A, n));
+    std::fill(col, col + n, 0.0f);
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < n; ++i) col[i] += A[j * n + i];
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < n; ++i) A[j * n + i] /= col[i] + a_.eps;
+    return mm(false, false, d, n, n, v, n, A, n, 0.0f, out, n);
+  }
+
+  bool ref_;
+  fb::LiteMLAT a_;
+  int64_t B_ = 1, C_ = 1, H_ = 1, W_ = 1, n_ = 1, d_ = 1, t3_ = 3, S_ = 0, groups_ = 1, co_ = 1;
+  int threads_ = 1;
+  int multi_scr_ = -1, dw_scr_ = -1, out_scr_ = -1, t_scr_ = -1;
+};
+
+Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LiteMlaKernel(ctx, false)); }
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LiteMlaKernel(ctx, true)); }
+
+const KernelDef kGemm = {"lite_mla_gemm", false, create_gemm};
+const KernelDef kRef = {"lite_mla_ref", false, create_ref};
+
+}  // namespace
+
+const OpDef kLiteMLAOp = {"LiteMLA", 3, kFirstScale + 2 * kMaxScales, 1, 1, check, infer, {&kGemm, &kRef}};
+
+}  // namespace atrous

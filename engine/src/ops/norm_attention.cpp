@@ -1,0 +1,236 @@
+// NormAttention: TransNormer (Qin et al. 2022, OpenNLPLab/fairseq-evo
+// NormLinearAttention and NormLocalAttention), batch-first [B, L, E] (fairseq is
+// time-major: the converter transposes around the node).
+// block_size 0 (NormLinearAttention): per head, φ = act (plain ELU by default, may be
+// negative), no scaling, no denominator:
+//   o_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ   over all j, or j <= i when causal.
+// block_size > 0 (NormLocalAttention.forward_chunk): blocks of block_size tokens
+// attend only within themselves, o = act(q kᵀ / sqrt(D)) v with act ReLU (no softmax);
+// causal zeroes j > i after the act; the last block may be partial (the reference
+// zero-pads k and v, which adds nothing).
+// Then y = out_proj(norm(o)), the norm over all heads' features of a token:
+//   LayerNorm (weight, bias; eps 1e-5), RMSNorm (scale · o / (rms + eps), eps 1e-8),
+//   SimpleRMSNorm (o / (rms + eps)), GatedRMSNorm (RMSNorm · sigmoid(gate · o)),
+//   rms = |o|₂ / sqrt(Iv), eps added to the rms, not under the root.
+// inputs 0-10 (attention_common.h); 11 norm weight/scale [Iv]?; 12 norm bias or gate [Iv]?;
+// 13 state_kv [B, H, D, M]? (linear form, causal). outputs: y, state_kv' (optional).
+//
+// Kernels: norm_attention_gemm (sgemm projections, chunked GEMM core or per-block
+// GEMMs, threads over batch × heads) and norm_attention_ref (plain loops).
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "onednn/gemm.h"
+#include "ops/activation.h"
+#include "ops/attention_common.h"
+#include "ops/op_registry.h"
+
+namespace atrous {
+namespace {
+
+using namespace attn;
+constexpr int kNormWeight = 11, kNormBias = 12, kStateKv = 13;
+
+// ---- attributes -------------------------------------------------------------
+Status check(CheckContext& ctx) {
+  const auto& a = ctx.attrs<fb::NormAttentionT>();
+  if (a.num_heads < 1) return ctx.fail("num_heads must be >= 1, got " + std::to_string(a.num_heads));
+  if (a.block_size < 0) return ctx.fail("block_size must be >= 0");
+  if (!valid_activation(a.act)) return ctx.fail("unknown act");
+  if (!std::isfinite(a.norm_eps) || a.norm_eps < 0) return ctx.fail("norm_eps must be finite and >= 0");
+  ATROUS_RETURN_IF_ERROR(check_projections(ctx));
+  using N = fb::NormAttentionNorm;
+  const bool need_w = a.norm == N::RMSNorm || a.norm == N::GatedRMSNorm, need_b = a.norm == N::GatedRMSNorm;
+  if (a.norm < N::MIN || a.norm > N::MAX) return ctx.fail("unknown norm");
+  if (need_w && !ctx.has(kNormWeight)) return ctx.fail(std::string(fb::EnumNameNormAttentionNorm(a.norm)) + " needs its scale (input 11)");
+  if (need_b && !ctx.has(kNormBias)) return ctx.fail("GatedRMSNorm needs its gate (input 12)");
+  if (a.norm == N::SimpleRMSNorm && (ctx.has(kNormWeight) || ctx.has(kNormBias))) return ctx.fail("SimpleRMSNorm has no parameters");
+  for (int i : {kNormWeight, kNormBias}) {
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+    if (ctx.has(i)) ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+  }
+  if (ctx.node.outputs.size() > 1 && (!a.causal || a.block_size > 0))
+    return ctx.fail("a streaming state needs causal = true and the linear form (block_size 0)");
+  if (ctx.has(kStateKv) && (!a.causal || a.block_size > 0))
+    return ctx.fail("a streaming state needs causal = true and the linear form (block_size 0)");
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kStateKv, {DType::kF32}));
+  ctx.outputs_are(DType::kF32);
+  return Status::Ok();
+}
+
+// ---- shapes -----------------------------------------------------------------
+Status infer(ShapeContext& ctx) {
+  const auto& a = ctx.attrs<fb::NormAttentionT>();
+  ProjShapes s;
+  ATROUS_RETURN_IF_ERROR(infer_projections(ctx, a.num_heads, &s));
+  if ((a.causal || a.block_size > 0) && s.lq != s.lk)
+    return ctx.fail("causal or block attention needs Lq == Lk, got " + std::to_string(s.lq) + " and " + std::to_string(s.lk));
+  for (int i : {kNormWeight, kNormBias})
+    ATROUS_RETURN_IF_ERROR(expect_state_shape(ctx, i, {s.inner_v}, i == kNormWeight ? "norm weight" : "norm bias/gate"));
+  const Shape kv = {s.batch, s.heads, s.d, s.m};
+  ATROUS_RETURN_IF_ERROR(expect_state_shape(ctx, kStateKv, kv, "state_kv"));
+  ctx.out = {{s.batch, s.lq, s.eo}};
+  if (ctx.node.outputs.size() == 2) ctx.out.push_back(kv);
+  return Status::Ok();
+}
+
+// ---- kernels ----------------------------------------------------------------
+class NormAttentionKernel : public Kernel {
+ public:
+  NormAttentionKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::NormAttentionT>()) {
+    s_ = proj_shapes(ctx, a_.num_heads);
+    LinearCoreShape cs;
+    cs.lq = s_.lq;
+    cs.lk = s_.lk;
+    cs.d = s_.d;
+    cs.m = s_.m;
+    cs.causal = a_.causal;
+    cs.denominator = false;
+    cs.chunk = 128;
+    core_ = LinearCore(cs);
+    threads_ = std::max(1, ctx.threads);
+    const uint64_t f = sizeof(float);
+    q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
+    k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
+    v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
+    o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
+    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+  }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+    float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
+    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_));
+    if (a_.block_size == 0) {
+      act(q, s_.batch * s_.lq * s_.inner);
+      act(k, s_.batch * s_.lk * s_.inner);
+    }
+    const float* kv_in = input_or_null(b, kStateKv);
+    float* kv_out = output_or_null(b, 1);
+    const int64_t D = s_.d, M = s_.m;
+    std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+    for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
+      const int64_t bi = bh / s_.heads, h = bh % s_.heads;
+      float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
+      const float* qh = q + bi * s_.lq * s_.inner + h * D;
+      const float* kh = k + bi * s_.lk * s_.inner + h * D;
+      const float* vh = v + bi * s_.lk * s_.inner_v + h * M;
+      float* oh = o + bi * s_.lq * s_.inner_v + h * M;
+      if (a_.block_size > 0) {
+        if (!blocks(qh, kh, vh, oh, st).ok()) failed = true;
+        continue;
+      }
+      state_in(kv_in ? kv_in + bh * D * M : nullptr, nullptr, D, M, false, st);
+      if (ref_) core_.run_ref(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st);
+      else if (!core_.run(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st, st + core_.state_floats()).ok())
+        failed = true;
+      if (kv_out) state_out(st, D, M, false, kv_out + bh * D * M, nullptr);
+    }
+    if (failed) return internal_error("sgemm failed in the TransNormer attention");
+    normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
+    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_);
+  }
+  double flops() const override {
+    if (a_.block_size == 0) return projection_flops(s_) + s_.batch * s_.heads * core_.flops();
+    return projection_flops(s_) + 2.0 * s_.batch * s_.heads * s_.lq * a_.block_size * (s_.d + s_.m);
+  }
+
+ private:
+  int64_t thread_floats() const {
+    if (a_.block_size > 0) return static_cast<int64_t>(a_.block_size) * a_.block_size;
+    return core_.state_floats() + (ref_ ? 0 : core_.scratch_floats());
+  }
+  void act(float* x, int64_t n) const {
+    if (!ref_ && a_.act == fb::ActKind::Elu) return elu_add_inplace(x, n, 0.0f);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t i = 0; i < n; ++i) x[i] = activate(x[i], a_.act);
+  }
+
+  // Block-diagonal local attention of one head; A [bs, bs] scratch.
+  Status blocks(const float* q, const float* k, const float* v, float* o, float* A) const {
+    const int64_t bs = a_.block_size, D = s_.d, M = s_.m, L = s_.lq;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    for (int64_t r0 = 0; r0 < L; r0 += bs) {
+      const int64_t c = std::min(bs, L - r0);
+      const float* qc = q + r0 * s_.inner;
+      const float* kc = k + r0 * s_.inner;
+      const float* vc = v + r0 * s_.inner_v;
+      float* oc = o + r0 * s_.inner_v;
+      if (ref_) {
+        for (int64_t i = 0; i < c; ++i)
+          for (int64_t j = 0; j < c; ++j) {
+            float acc = 0.0f;
+            for (int64_t e = 0; e < D; ++e) acc += (qc[i * s_.inner + e] * scale) * kc[j * s_.inner + e];
+            A[i * bs + j] = activate(acc, a_.act);
+          }
+      } else {
+        ATROUS_RETURN_IF_ERROR(sgemm(false, true, c, c, D, scale, qc, s_.inner, kc, s_.inner, 0.0f, A, bs));
+        for (int64_t i = 0; i < c; ++i)
+          for (int64_t j = 0; j < c; ++j) A[i * bs + j] = activate(A[i * bs + j], a_.act);
+      }
+      if (a_.causal)
+        for (int64_t i = 0; i < c; ++i) std::fill(A + i * bs + i + 1, A + i * bs + c, 0.0f);
+      if (ref_) {
+        for (int64_t i = 0; i < c; ++i)
+          for (int64_t e = 0; e < M; ++e) {
+            float acc = 0.0f;
+            for (int64_t j = 0; j < c; ++j) acc += A[i * bs + j] * vc[j * s_.inner_v + e];
+            oc[i * s_.inner_v + e] = acc;
+          }
+      } else {
+        ATROUS_RETURN_IF_ERROR(sgemm(false, false, c, M, c, 1.0f, A, bs, vc, s_.inner_v, 0.0f, oc, s_.inner_v));
+      }
+    }
+    return Status::Ok();
+  }
+
+  void normalize(float* o, const float* w, const float* b) const {
+    using N = fb::NormAttentionNorm;
+    const int64_t n = s_.inner_v;
+    const float eps = a_.norm_eps;
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t r = 0; r < s_.batch * s_.lq; ++r) {
+      float* x = o + r * n;
+      if (a_.norm == N::LayerNorm) {
+        float mean = 0.0f, var = 0.0f;
+        for (int64_t i = 0; i < n; ++i) mean += x[i];
+        mean /= static_cast<float>(n);
+        for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+        const float inv = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+        for (int64_t i = 0; i < n; ++i) x[i] = (x[i] - mean) * inv * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+        continue;
+      }
+      float sq = 0.0f;
+      for (int64_t i = 0; i < n; ++i) sq += x[i] * x[i];
+      const float inv = 1.0f / (std::sqrt(sq) / std::sqrt(static_cast<float>(n)) + eps);
+      for (int64_t i = 0; i < n; ++i) {
+        float y = x[i] * inv * (w ? w[i] : 1.0f);
+        if (a_.norm == N::GatedRMSNorm) y *= 1.0f / (1.0f + std::exp(-b[i] * x[i]));
+        x[i] = y;
+      }
+    }
+  }
+
+  bool ref_;
+  fb::NormAttentionT a_;
+  ProjShapes s_;
+  LinearCore core_{LinearCoreShape{}};
+  int threads_ = 1;
+  int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;
+};
+
+Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, false)); }
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, true)); }
+
+const KernelDef kGemm = {"norm_attention_gemm", false, create_gemm};
+const KernelDef kRef = {"norm_attention_ref", false, create_ref};
+
+}  // namespace
+
+const OpDef kNormAttentionOp = {"NormAttention", 1, 14, 1, 2, check, infer, {&kGemm, &kRef}};
+
+}  // namespace atrous

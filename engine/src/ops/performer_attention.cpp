@@ -1,0 +1,211 @@
+// PerformerAttention: FAVOR+ with positive random features, the layout and the
+// stabilisers of lucidrains/performer-pytorch master (softmax_kernel, linear_attention,
+// causal_linear_attention). Per head, with W = projection_matrix [m, D] (a constant
+// from the checkpoint, never redrawn), c = D^-1/4, ratio = m^-1/2:
+//   dd = (c·x) Wᵀ,  diag = |x|² c² / 2
+//   φq = ratio · (exp(dd − diag − max_f dd) + kernel_eps)             (max per query row)
+//   φk = ratio · (exp(dd − diag − max dd) + kernel_eps)               (key_max PerHead: the max
+//        over all positions and features of the (batch, head), as master; PerToken: per key row)
+//   non-causal: y_i = φq_i (Σ_j φk_j v_jᵀ) / (φq_i · Σ_j φk_j)          (no eps)
+//   causal:     y_i = φq_i (Σ_{j<=i} φk_j v_jᵀ) / (φq_i · (Σ_{j<=i} φk_j + causal_eps))
+// (causal_eps is added to every feature of the key cumsum, so the denominator gains
+// causal_eps · Σ_f φq_f.) The PerHead key max depends on the whole sequence, so a
+// causal output streamed token by token can only match with key_max PerToken: state
+// inputs/outputs need it. Generalised (ReLU) kernels and local heads are not modelled.
+// inputs 0-10 (attention_common.h); 11 projection_matrix [m, D]; 12 state_kv [B, H, m, M]?;
+// 13 state_z [B, H, m]?. outputs: y [B, Lq, Eo], state_kv', state_z' (optional).
+//
+// Kernels: performer_chunked (sgemm projections and feature GEMMs, vectorised exp,
+// the chunked core; threads over batch × heads) and performer_ref (plain loops,
+// token-by-token recurrence).
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+
+#include "onednn/gemm.h"
+#include "ops/attention_common.h"
+#include "ops/op_registry.h"
+
+namespace atrous {
+namespace {
+
+using namespace attn;
+constexpr int kProjection = 11, kStateKv = 12, kStateZ = 13;
+
+// ---- attributes -------------------------------------------------------------
+Status check(CheckContext& ctx) {
+  const auto& a = ctx.attrs<fb::PerformerAttentionT>();
+  if (a.num_heads < 1) return ctx.fail("num_heads must be >= 1, got " + std::to_string(a.num_heads));
+  if (!std::isfinite(a.kernel_eps) || a.kernel_eps < 0 || !std::isfinite(a.causal_eps) || a.causal_eps < 0)
+    return ctx.fail("kernel_eps and causal_eps must be finite and >= 0");
+  if (a.key_max != fb::PerformerKeyMax::PerHead && a.key_max != fb::PerformerKeyMax::PerToken) return ctx.fail("unknown key_max");
+  ATROUS_RETURN_IF_ERROR(check_projections(ctx));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_constant(kProjection));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kProjection, {DType::kF32}));
+  if (ctx.value(kProjection).shape.size() != 2) return ctx.fail("projection_matrix must be [m, D], got " + shape_string(ctx.value(kProjection).shape));
+  if (ctx.has(kStateKv) != ctx.has(kStateZ)) return ctx.fail("state_kv and state_z come together");
+  if (ctx.node.outputs.size() != 1 && ctx.node.outputs.size() != 3) return ctx.fail("outputs are y, or y, state_kv', state_z'");
+  const bool streaming = ctx.has(kStateKv) || ctx.node.outputs.size() == 3;
+  if (streaming && !a.causal) return ctx.fail("a streaming state needs causal = true");
+  if (streaming && a.key_max != fb::PerformerKeyMax::PerToken)
+    return ctx.fail("a streaming state needs key_max = PerToken (the PerHead key max depends on future keys)");
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kStateKv, {DType::kF32}));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kStateZ, {DType::kF32}));
+  ctx.outputs_are(DType::kF32);
+  return Status::Ok();
+}
+
+// ---- shapes -----------------------------------------------------------------
+Status infer(ShapeContext& ctx) {
+  const auto& a = ctx.attrs<fb::PerformerAttentionT>();
+  ProjShapes s;
+  ATROUS_RETURN_IF_ERROR(infer_projections(ctx, a.num_heads, &s));
+  if (a.causal && s.lq != s.lk) return ctx.fail("causal attention needs Lq == Lk, got " + std::to_string(s.lq) + " and " + std::to_string(s.lk));
+  const Shape& w = ctx.in[kProjection];
+  if (w[1] != s.d) return ctx.fail("projection_matrix " + shape_string(w) + " must have head dim " + std::to_string(s.d) + " columns");
+  const Shape kv = {s.batch, s.heads, w[0], s.m}, z = {s.batch, s.heads, w[0]};
+  ATROUS_RETURN_IF_ERROR(expect_state_shape(ctx, kStateKv, kv, "state_kv"));
+  ATROUS_RETURN_IF_ERROR(expect_state_shape(ctx, kStateZ, z, "state_z"));
+  ctx.out = {{s.batch, s.lq, s.eo}};
+  if (ctx.node.outputs.size() == 3) {
+    ctx.out.push_back(kv);
+    ctx.out.push_back(z);
+  }
+  return Status::Ok();
+}
+
+// ---- kernels ----------------------------------------------------------------
+class PerformerKernel : public Kernel {
+ public:
+  PerformerKernel(KernelContext& ctx, bool ref) : ref_(ref) {
+    const auto& a = ctx.attrs<fb::PerformerAttentionT>();
+    s_ = proj_shapes(ctx, a.num_heads);
+    nf_ = ctx.in[kProjection].shape[0];
+    kernel_eps_ = a.kernel_eps;
+    per_token_ = a.key_max == fb::PerformerKeyMax::PerToken;
+    LinearCoreShape cs;
+    cs.lq = s_.lq;
+    cs.lk = s_.lk;
+    cs.d = nf_;
+    cs.m = s_.m;
+    cs.causal = a.causal;
+    cs.denominator = true;
+    cs.eps_qsum = a.causal ? a.causal_eps : 0.0f;
+    cs.chunk = 128;
+    core_ = LinearCore(cs);
+    threads_ = std::max(1, ctx.threads);
+    const uint64_t f = sizeof(float);
+    q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
+    k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
+    v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
+    o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
+    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+  }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+    float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
+    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_));
+    const float* w = input_or_null(b, kProjection);
+    const float* kv_in = input_or_null(b, kStateKv);
+    const float* z_in = input_or_null(b, kStateZ);
+    float* kv_out = output_or_null(b, 1);
+    float* z_out = output_or_null(b, 2);
+    const int64_t F = nf_, M = s_.m;
+    std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+    for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
+      const int64_t bi = bh / s_.heads, h = bh % s_.heads;
+      float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
+      float* qf = st + core_.state_floats();  // [Lq, m]
+      float* kf = qf + s_.lq * F;             // [Lk, m]
+      float* core_scr = kf + s_.lk * F;
+      const float* vh = v + bi * s_.lk * s_.inner_v + h * M;
+      float* oh = o + bi * s_.lq * s_.inner_v + h * M;
+      if (!features(q + bi * s_.lq * s_.inner + h * s_.d, s_.lq, w, true, qf).ok() ||
+          !features(k + bi * s_.lk * s_.inner + h * s_.d, s_.lk, w, false, kf).ok()) {
+        failed = true;
+        continue;
+      }
+      state_in(kv_in ? kv_in + bh * F * M : nullptr, z_in ? z_in + bh * F : nullptr, F, M, true, st);
+      if (ref_) core_.run_ref(qf, F, kf, F, vh, s_.inner_v, oh, s_.inner_v, st);
+      else if (!core_.run(qf, F, kf, F, vh, s_.inner_v, oh, s_.inner_v, st, core_scr).ok())
+        failed = true;
+      if (kv_out) state_out(st, F, M, true, kv_out + bh * F * M, z_out + bh * F);
+    }
+    if (failed) return internal_error("sgemm failed in the FAVOR+ kernel");
+    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_);
+  }
+  double flops() const override {
+    return projection_flops(s_) + s_.batch * s_.heads * (core_.flops() + 2.0 * (s_.lq + s_.lk) * s_.d * nf_);
+  }
+
+ private:
+  int64_t thread_floats() const {
+    return core_.state_floats() + (s_.lq + s_.lk) * nf_ + (ref_ ? 0 : core_.scratch_floats());
+  }
+
+  // φ of n rows x (row stride s_.inner) into out [n, m].
+  Status features(const float* x, int64_t n, const float* w, bool is_query, float* out) const {
+    const int64_t D = s_.d, F = nf_, ld = s_.inner;
+    const float c = std::pow(static_cast<float>(D), -0.25f);
+    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
+    if (ref_) {
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t f = 0; f < F; ++f) {
+          float acc = 0.0f;
+          for (int64_t e = 0; e < D; ++e) acc += c * x[i * ld + e] * w[f * D + e];
+          out[i * F + f] = acc;
+        }
+    } else {
+      ATROUS_RETURN_IF_ERROR(sgemm(false, true, n, F, D, c, x, ld, w, D, 0.0f, out, F));
+    }
+    float head_max = -std::numeric_limits<float>::infinity();
+    const bool per_row = is_query || per_token_;
+    if (!per_row)
+      for (int64_t i = 0; i < n; ++i) head_max = std::max(head_max, ref_ ? plain_max(out + i * F, F) : row_max(out + i * F, F));
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = out + i * F;
+      float sq = 0.0f;
+      for (int64_t e = 0; e < D; ++e) sq += x[i * ld + e] * x[i * ld + e];
+      const float diag = sq / 2.0f * c * c;
+      const float mx = per_row ? (ref_ ? plain_max(row, F) : row_max(row, F)) : head_max;
+      if (ref_)
+        for (int64_t f = 0; f < F; ++f) row[f] = ratio * (std::exp(row[f] - diag - mx) + kernel_eps_);
+      else {
+        exp_add(row, row, F, -diag - mx);
+        for (int64_t f = 0; f < F; ++f) row[f] = ratio * (row[f] + kernel_eps_);
+      }
+    }
+    return Status::Ok();
+  }
+  static float plain_max(const float* x, int64_t n) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+    return m;
+  }
+
+  bool ref_;
+  ProjShapes s_;
+  int64_t nf_ = 1;
+  float kernel_eps_ = 1e-4f;
+  bool per_token_ = false;
+  LinearCore core_{LinearCoreShape{}};
+  int threads_ = 1;
+  int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;
+};
+
+Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new PerformerKernel(ctx, false)); }
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new PerformerKernel(ctx, true)); }
+
+const KernelDef kChunked = {"performer_chunked", false, create_chunked};
+const KernelDef kRef = {"performer_ref", false, create_ref};
+
+}  // namespace
+
+const OpDef kPerformerAttentionOp = {"PerformerAttention", 1, 14, 1, 3, check, infer, {&kChunked, &kRef}};
+
+}  // namespace atrous

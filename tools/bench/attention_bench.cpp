@@ -1,0 +1,379 @@
+// attention_bench: time and peak memory of the attention nodes against sequence
+// length, next to PyTorch computing the same thing, in one run.
+//
+//   build/bin/attention_bench [--n 1024,2048,4096,16384,65536] [--variants softmax,linear,...]
+//                             [--causal] [--reps 3] [--threads 2] [--no-torch] [--torch-budget 30]
+//
+// Every variant is one node at batch 1, 8 heads × 64 dims (model dim 512) unless
+// noted: softmax (MultiHeadAttention, mha_tiled), linear (LinearAttention), performer
+// (PerformerAttention, 266 features), transnormer (NormAttention, linear form),
+// flash (GatedAttentionUnit, FLASH group 256, dim 512, qk 128, hidden 1024: one head),
+// litemla (LiteMLA on a [1, 512, h, n/h] map, h = 2^floor(log2 √n), dim 64 = 8 heads, scale 5).
+// Each (variant, n) runs in a forked child: one warm-up run (plans), then the median
+// of --reps runs (one run when a run takes over 5 s). Memory is the child's peak RSS
+// growth (input, weights, arena and plan; the same measure as PyTorch's column), and
+// the plan's arena. GFLOP/s counts the node's flops (Kernel::flops: projections and
+// attention products) over the whole node time. A second table times the matrix-shaped
+// parts alone (sgemm projections, the linear-attention core) against the FMA peak.
+// PyTorch numbers come from attention_bench.py beside this file (same threads).
+#include <omp.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "atrous/atrous.h"
+#include "builder/graph_builder.h"
+#include "ops/attention_common.h"
+
+using namespace atrous;
+
+namespace {
+
+constexpr int64_t kDim = 512, kHeads = 8, kHeadDim = 64;
+
+struct Options {
+  std::vector<int64_t> n = {1024, 2048, 4096, 16384, 65536};
+  std::vector<std::string> variants = {"softmax", "linear", "performer", "transnormer", "flash", "litemla"};
+  bool causal = false, torch = true;
+  int reps = 3, threads = 2;
+  double torch_budget = 30;
+  int64_t parts_n = 16384;  // 0: skip the matrix-shaped parts table
+};
+
+std::vector<float> randn(size_t count, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(count);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+int weight(GraphBuilder& g, const std::string& name, const Shape& shape, float scale, uint32_t seed) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return g.constant_f32(name, shape, randn(n, scale, seed));
+}
+
+// Inputs 0-10 of a projected attention node (model dim 512 -> 8 × 64).
+std::vector<int> proj_inputs(GraphBuilder& g, int x) {
+  const float s = 1.0f / std::sqrt(static_cast<float>(kDim));
+  std::vector<int> in = {x, -1, -1};
+  const char* names[] = {"q", "k", "v", "o"};
+  for (int i = 0; i < 4; ++i) {
+    in.push_back(weight(g, std::string(names[i]) + ".weight", {kDim, kDim}, s, 10 + i));
+    in.push_back(weight(g, std::string(names[i]) + ".bias", {kDim}, 0.1f, 20 + i));
+  }
+  return in;
+}
+
+// The model of one variant at length n; *x_shape gets its input's shape.
+Result<std::vector<uint8_t>> build(const std::string& v, int64_t n, bool causal, Shape* x_shape) {
+  ModelBuilder mb(v, "attention_bench");
+  GraphBuilder& g = mb.graph("main");
+  int y = -1;
+  if (v == "litemla") {
+    int64_t h = 1;  // h = 2^floor(log2(sqrt(n))), w = n / h: 32×32, 32×64, 64×64, ...
+    while ((2 * h) * (2 * h) <= n) h *= 2;
+    *x_shape = {1, kDim, h, n / h};
+    int x = g.input("x", DType::kF32, *x_shape);
+    fb::LiteMLAT a;
+    a.dim = kHeadDim;
+    a.scales = {5};
+    const float s = 1.0f / std::sqrt(static_cast<float>(kDim));
+    std::vector<int> in = {x, weight(g, "qkv.conv.weight", {3 * kDim, kDim, 1, 1}, s, 1),
+                           weight(g, "proj.conv.weight", {kDim, 2 * kDim, 1, 1}, s, 2), -1,
+                           weight(g, "aggreg.0.0.weight", {3 * kDim, 1, 5, 5}, 0.2f, 3),
+                           weight(g, "aggreg.0.1.weight", {3 * kDim, kHeadDim, 1, 1}, 0.125f, 4)};
+    y = g.node("mla", a, in);
+  } else if (v == "flash") {
+    *x_shape = {1, n, kDim};
+    int x = g.input("x", DType::kF32, *x_shape);
+    fb::GatedAttentionUnitT a;
+    a.group_size = 256;
+    a.causal = causal;
+    a.rel_pos_scale = std::sqrt(128.0f);
+    const float s = 1.0f / std::sqrt(static_cast<float>(kDim));
+    std::vector<int> in = {x, weight(g, "norm.weight", {kDim}, 0.1f, 1), weight(g, "norm.bias", {kDim}, 0.1f, 2),
+                           weight(g, "to_hidden.0.weight", {4 * kDim, kDim}, s, 3), weight(g, "to_hidden.0.bias", {4 * kDim}, 0.1f, 4),
+                           weight(g, "to_qk.0.weight", {128, kDim}, s, 5), weight(g, "to_qk.0.bias", {128}, 0.1f, 6),
+                           weight(g, "gamma", {4, 128}, 0.5f, 7), weight(g, "beta", {4, 128}, 0.1f, 8),
+                           weight(g, "to_out.weight", {kDim, 2 * kDim}, 1.0f / 32, 9), weight(g, "to_out.bias", {kDim}, 0.1f, 10),
+                           weight(g, "rel_pos", {32, 1}, 0.05f, 11)};
+    y = g.node("flash", a, in);
+  } else {
+    *x_shape = {1, n, kDim};
+    int x = g.input("x", DType::kF32, *x_shape);
+    std::vector<int> in = proj_inputs(g, x);
+    if (v == "softmax") {
+      fb::MultiHeadAttentionT a;
+      a.num_heads = kHeads;
+      a.causal = causal;
+      y = g.node("attn", a, in);
+    } else if (v == "linear") {
+      fb::LinearAttentionT a;
+      a.num_heads = kHeads;
+      a.causal = causal;
+      y = g.node("attn", a, in);
+    } else if (v == "performer") {
+      fb::PerformerAttentionT a;
+      a.num_heads = kHeads;
+      a.causal = causal;
+      in.push_back(weight(g, "projection_matrix", {266, kHeadDim}, 1.0f, 30));
+      y = g.node("attn", a, in);
+    } else if (v == "transnormer") {
+      fb::NormAttentionT a;
+      a.num_heads = kHeads;
+      a.causal = causal;
+      in.push_back(weight(g, "layer_norm.weight", {kDim}, 0.1f, 31));
+      in.push_back(weight(g, "layer_norm.bias", {kDim}, 0.1f, 32));
+      y = g.node("attn", a, in);
+    } else {
+      return invalid_argument("unknown variant '" + v + "'");
+    }
+  }
+  g.output(y, "y");
+  return mb.to_bytes();
+}
+
+struct Measure {
+  double ms = 0, gflops = 0, arena_mib = 0, rss_mib = 0;
+  std::string kernel, error;
+};
+
+double rss_mib_now() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+// In the child: build, plan, run; prints one result line to fd.
+void measure_child(const std::string& v, int64_t n, bool causal, const Options& o, int fd) {
+  const double rss0 = rss_mib_now();
+  Measure m;
+  auto fail = [&](const std::string& e) { dprintf(fd, "ERR %s\n", e.c_str()); };
+  Shape xs;
+  auto bytes = build(v, n, causal, &xs);
+  if (!bytes.ok()) return fail(bytes.status().to_string());
+  auto model = Model::from_memory(bytes->data(), bytes->size());
+  if (!model.ok()) return fail(model.status().to_string());
+  SessionOptions so;
+  so.threads = o.threads;
+  auto s = Session::create(*model, so);
+  if (!s.ok()) return fail(s.status().to_string());
+  Tensor x = Tensor::zeros(DType::kF32, xs);
+  {
+    std::vector<float> r = randn(static_cast<size_t>(x.numel()), 1.0f, 7);
+    std::memcpy(x.data<float>(), r.data(), r.size() * sizeof(float));
+  }
+  std::vector<double> times;
+  for (int rep = 0; rep <= o.reps; ++rep) {
+    (*s)->set_input("x", x.view());
+    auto t0 = std::chrono::steady_clock::now();
+    Status st = (*s)->run();
+    double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!st.ok()) return fail(st.to_string());
+    if (rep > 0) times.push_back(sec);
+    if (sec > 5.0 && rep > 0) break;  // slow: one timed run is enough
+    if (rep == 0 && sec > 5.0) {      // the warm-up already shows the steady time (plan is cheap)
+      times.push_back(sec);
+      break;
+    }
+  }
+  std::sort(times.begin(), times.end());
+  m.ms = times[times.size() / 2] * 1e3;
+  auto info = (*s)->plan_info();
+  double flops = 0;
+  for (const auto& step : info->steps) {
+    flops += step.flops;
+    if (!step.kernel.empty()) m.kernel = step.kernel;
+  }
+  m.gflops = flops / (m.ms * 1e-3) / 1e9;
+  m.arena_mib = static_cast<double>(info->memory.arena_bytes + info->memory.persistent_bytes) / (1 << 20);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  m.rss_mib = static_cast<double>(ru.ru_maxrss) / 1024.0 - rss0;
+  dprintf(fd, "OK %.3f %.2f %.2f %.2f %s\n", m.ms, m.gflops, m.arena_mib, m.rss_mib, m.kernel.c_str());
+}
+
+Measure measure(const std::string& v, int64_t n, bool causal, const Options& o) {
+  int p[2];
+  Measure m;
+  if (pipe(p) != 0) {
+    m.error = "pipe failed";
+    return m;
+  }
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    measure_child(v, n, causal, o, p[1]);
+    close(p[1]);
+    _exit(0);
+  }
+  close(p[1]);
+  std::string line;
+  char buf[512];
+  ssize_t k;
+  while ((k = read(p[0], buf, sizeof buf)) > 0) line.append(buf, static_cast<size_t>(k));
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::istringstream is(line);
+  std::string tag;
+  is >> tag;
+  if (tag == "OK") is >> m.ms >> m.gflops >> m.arena_mib >> m.rss_mib >> m.kernel;
+  else m.error = line.empty() ? "child died (status " + std::to_string(status) + ")" : line;
+  return m;
+}
+
+// The matrix-shaped parts alone: a projection GEMM and the linear core of 8 heads.
+void gemm_parts(const Options& o, int64_t n) {
+  omp_set_num_threads(o.threads);
+  std::vector<float> x = randn(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn(kDim * kDim, 0.05f, 2), b(kDim, 0.1f);
+  std::vector<float> y(static_cast<size_t>(n * kDim));
+  auto time_it = [&](auto&& f) {
+    std::vector<double> t;
+    for (int r = 0; r < 4; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[1];  // best but one of 4 (skips the first-touch run)
+  };
+  double tp = time_it([&] { (void)attn::project(x.data(), n, kDim, kDim, w.data(), b.data(), kDim, y.data(), kDim); });
+  std::printf("  projection sgemm [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s\n", static_cast<long>(n), tp * 1e3,
+              2.0 * n * kDim * kDim / tp / 1e9);
+  for (bool causal : {false, true}) {
+    attn::LinearCoreShape cs;
+    cs.lq = cs.lk = n;
+    cs.d = cs.m = kHeadDim;
+    cs.causal = causal;
+    cs.chunk = 128;
+    attn::LinearCore core(cs);
+    std::vector<float> q = randn(static_cast<size_t>(n * kDim), 0.5f, 3);
+    for (float& e : q) e = std::fabs(e);
+    std::vector<float> st(static_cast<size_t>(o.threads * (core.state_floats() + core.scratch_floats())));
+    double tc = time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+      for (int h = 0; h < kHeads; ++h) {
+        float* s = st.data() + omp_get_thread_num() * (core.state_floats() + core.scratch_floats());
+        std::fill(s, s + core.state_floats(), 0.0f);
+        (void)core.run(q.data() + h * kHeadDim, kDim, q.data() + h * kHeadDim, kDim, x.data() + h * kHeadDim, kDim,
+                       y.data() + h * kHeadDim, kDim, s, s + core.state_floats());
+      }
+    });
+    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s\n", causal ? "causal" : "non-causal", tc * 1e3,
+                kHeads * core.flops() / tc / 1e9);
+  }
+}
+
+std::vector<int64_t> parse_ints(const std::string& s) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  std::string t;
+  while (std::getline(ss, t, ',')) v.push_back(std::stoll(t));
+  return v;
+}
+std::vector<std::string> parse_strs(const std::string& s) {
+  std::vector<std::string> v;
+  std::stringstream ss(s);
+  std::string t;
+  while (std::getline(ss, t, ',')) v.push_back(t);
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--n") o.n = parse_ints(next());
+    else if (a == "--variants") o.variants = parse_strs(next());
+    else if (a == "--causal") o.causal = true;
+    else if (a == "--reps") o.reps = std::max(1, std::stoi(next()));
+    else if (a == "--threads") o.threads = std::max(1, std::stoi(next()));
+    else if (a == "--no-torch") o.torch = false;
+    else if (a == "--torch-budget") o.torch_budget = std::stod(next());
+    else if (a == "--parts-n") o.parts_n = std::stoll(next());
+    else {
+      std::printf("usage: %s [--n 1024,4096,...] [--variants softmax,linear,performer,transnormer,flash,litemla] [--causal] "
+                  "[--reps 3] [--threads 2] [--no-torch] [--torch-budget seconds] [--parts-n 16384]\n", argv[0]);
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+  std::printf("attention_bench: batch 1, 8 heads x 64 (dim 512), %d threads, vector path %s, %s\n", o.threads,
+              attn::vector_isa(), o.causal ? "causal" : "non-causal");
+
+  // PyTorch first (its own processes), so that the engine runs are not disturbed.
+  std::map<std::pair<std::string, int64_t>, std::string> torch_ms, torch_mib;
+  if (o.torch) {
+    std::string ns, vs;
+    for (int64_t n : o.n) ns += (ns.empty() ? "" : ",") + std::to_string(n);
+    for (const auto& v : o.variants) vs += (vs.empty() ? "" : ",") + v;
+    std::string cmd = std::string(ATROUS_PYTHON) + " " + ATROUS_BENCH_DIR + "/attention_bench.py --n " + ns + " --variants " + vs +
+                      " --threads " + std::to_string(o.threads) + " --budget " + std::to_string(o.torch_budget) +
+                      (o.causal ? " --causal" : "");
+    std::fflush(stdout);
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, p)) {
+        char v[64], ms[64], mib[64];
+        long long n;
+        if (std::sscanf(line, "TORCH %63s %lld %63s %63s", v, &n, ms, mib) == 4) {
+          torch_ms[{v, n}] = ms;
+          torch_mib[{v, n}] = mib;
+        }
+      }
+      pclose(p);
+    }
+  }
+
+  std::printf("\n%-12s %7s | %10s %8s %9s %9s | %10s %9s | %s\n", "variant", "n", "engine ms", "GFLOP/s", "peak MiB", "arena MiB",
+              "torch ms", "peak MiB", "kernel");
+  std::map<std::string, std::map<int64_t, Measure>> all;
+  for (const auto& v : o.variants) {
+    for (int64_t n : o.n) {
+      Measure m = measure(v, n, o.causal, o);
+      all[v][n] = m;
+      auto tm = torch_ms.count({v, n}) ? torch_ms[{v, n}] : std::string("-");
+      auto tb = torch_mib.count({v, n}) ? torch_mib[{v, n}] : std::string("-");
+      if (!m.error.empty()) std::printf("%-12s %7ld | %s\n", v.c_str(), static_cast<long>(n), m.error.c_str());
+      else
+        std::printf("%-12s %7ld | %10.1f %8.1f %9.1f %9.1f | %10s %9s | %s\n", v.c_str(), static_cast<long>(n), m.ms, m.gflops,
+                    m.rss_mib, m.arena_mib, tm.c_str(), tb.c_str(), m.kernel.c_str());
+      std::fflush(stdout);
+    }
+  }
+  // Growth from 4k to 64k (linear: ~16).
+  if (std::count(o.n.begin(), o.n.end(), 4096) && std::count(o.n.begin(), o.n.end(), 65536)) {
+    std::printf("\ngrowth 4k -> 64k (linear scaling = 16):\n");
+    for (const auto& v : o.variants) {
+      const Measure &a = all[v][4096], &b = all[v][65536];
+      if (a.error.empty() && b.error.empty() && a.ms > 0)
+        std::printf("  %-12s time x%.1f, peak memory x%.1f, arena x%.1f\n", v.c_str(), b.ms / a.ms, b.rss_mib / std::max(a.rss_mib, 1e-3),
+                    b.arena_mib / std::max(a.arena_mib, 1e-3));
+    }
+  }
+  if (o.parts_n > 0) {
+    std::printf("\nmatrix-shaped parts alone (%d threads; compare with build/bin/fma_peak):\n", o.threads);
+    gemm_parts(o, o.parts_n);
+  }
+  return 0;
+}
