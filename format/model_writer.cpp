@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "atrous/atrous_generated.h"
 #include "model_file.h"
@@ -86,7 +87,12 @@ Status ModelWriter::write(const fb::ModelT& model, const std::string& path) cons
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return io_error("cannot create '" + tmp + "': " + std::strerror(errno));
   FileSink sink{f, path};
-  Status st = emit(model, sink);
+  Status st;
+  try {
+    st = emit(model, sink);
+  } catch (const std::bad_alloc&) {
+    st = out_of_memory("writing '" + path + "': out of memory while producing the weights");
+  }
   if (std::fclose(f) != 0 && st.ok()) st = io_error("closing '" + tmp + "' failed: " + std::strerror(errno));
   if (st.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
     st = io_error("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));

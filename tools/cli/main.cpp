@@ -6,7 +6,7 @@
 #include "cli.h"
 
 namespace atrous::cli {
-extern const Command kInspect, kRun, kBench;
+extern const Command kInspect, kRun, kBench, kConvert, kSegment, kEval;
 }
 
 int main(int argc, char** argv) {
@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   int verbosity = 0;
   app.add_flag("-v,--verbose", verbosity, "more logging (-v: info, -vv: debug)");
   std::vector<std::pair<CLI::App*, Runner>> runners;
-  for (const Command* c : {&kInspect, &kRun, &kBench}) {
+  for (const Command* c : {&kInspect, &kRun, &kBench, &kConvert, &kSegment, &kEval}) {
     CLI::App* sub = app.add_subcommand(c->name);
     runners.emplace_back(sub, c->setup(*sub));
   }
