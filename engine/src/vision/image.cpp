@@ -8,6 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <unordered_map>
 
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_MAX_DIMENSIONS (1 << 24)
@@ -17,10 +19,59 @@
 
 namespace atrous {
 
+namespace {
+
+// Width and height from the header of a PNG, JPEG, GIF or BMP, read before
+// stb_image sees the file, so that an absurd size is refused with its numbers
+// even when stb_image would refuse it with a vaguer message.
+bool sniff_dimensions(const uint8_t* d, size_t n, int64_t* w, int64_t* h) {
+  auto be16 = [&](size_t i) { return (int64_t(d[i]) << 8) | d[i + 1]; };
+  auto be32 = [&](size_t i) { return (int64_t(d[i]) << 24) | (int64_t(d[i + 1]) << 16) | (int64_t(d[i + 2]) << 8) | d[i + 3]; };
+  auto le32 = [&](size_t i) { return int64_t(int32_t(uint32_t(d[i]) | (uint32_t(d[i + 1]) << 8) | (uint32_t(d[i + 2]) << 16) | (uint32_t(d[i + 3]) << 24))); };
+  if (n >= 24 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0 && std::memcmp(d + 12, "IHDR", 4) == 0) {
+    *w = be32(16);
+    *h = be32(20);
+    return true;
+  }
+  if (n >= 10 && (std::memcmp(d, "GIF87a", 6) == 0 || std::memcmp(d, "GIF89a", 6) == 0)) {
+    *w = d[6] | (int64_t(d[7]) << 8);
+    *h = d[8] | (int64_t(d[9]) << 8);
+    return true;
+  }
+  if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
+    *w = le32(18);
+    *h = std::llabs(le32(22));
+    return true;
+  }
+  if (n >= 4 && d[0] == 0xFF && d[1] == 0xD8) {  // JPEG: walk markers to the first SOFn
+    size_t i = 2;
+    while (i + 9 < n) {
+      if (d[i] != 0xFF) return false;
+      uint8_t m = d[i + 1];
+      if (m == 0xFF) { ++i; continue; }
+      size_t len = static_cast<size_t>(be16(i + 2));
+      if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+        *h = be16(i + 5);
+        *w = be16(i + 7);
+        return true;
+      }
+      if (len < 2) return false;
+      i += 2 + len;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& label, int64_t max_pixels) {
   const std::string who = "image '" + label + "'";
   if (size == 0) return invalid_argument(who + " is empty");
   if (size > static_cast<size_t>(INT32_MAX)) return invalid_argument(who + " is larger than 2 GiB");
+  int64_t sw = 0, sh = 0;
+  if (sniff_dimensions(data, size, &sw, &sh) && sw > 0 && sh > 0 && sw * sh > max_pixels)
+    return out_of_memory(who + " claims " + std::to_string(sw) + "x" + std::to_string(sh) + " = " + std::to_string(sw * sh) +
+                         " pixels, over the limit of " + std::to_string(max_pixels));
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c))
     return invalid_argument(who + " is not a readable image (" + stbi_failure_reason() + ")");
@@ -403,46 +454,125 @@ Status save_label_png(const std::string& path, const LabelMap& map, const std::v
   return ok ? Status::Ok() : io_error("writing '" + path + "' failed");
 }
 
+namespace {
+
+uint32_t be32(const uint8_t* p) { return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3]; }
+
+// Undoes the PNG row filters in place (bpp: bytes per complete pixel, >= 1).
+bool unfilter(uint8_t* data, size_t rows, size_t stride, size_t bpp) {
+  std::vector<uint8_t> zero(stride, 0);
+  const uint8_t* prev = zero.data();
+  for (size_t y = 0; y < rows; ++y) {
+    uint8_t* row = data + y * (stride + 1);
+    const uint8_t f = row[0];
+    uint8_t* cur = row + 1;
+    for (size_t x = 0; x < stride; ++x) {
+      const int a = x >= bpp ? cur[x - bpp] : 0, b = prev[x], c = x >= bpp ? prev[x - bpp] : 0;
+      int v = cur[x];
+      switch (f) {
+        case 0: break;
+        case 1: v += a; break;
+        case 2: v += b; break;
+        case 3: v += (a + b) / 2; break;
+        case 4: {
+          const int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+          v += (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
+          break;
+        }
+        default: return false;
+      }
+      cur[x] = static_cast<uint8_t>(v);
+    }
+    prev = cur;
+  }
+  return true;
+}
+
+}  // namespace
+
 Result<LabelMap> load_label_png(const std::string& path, int64_t max_pixels) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return io_error("cannot open '" + path + "': " + std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 33 || std::memcmp(bytes.data(), sig, 8) != 0) return invalid_argument("'" + path + "' is not a PNG label map");
-  // Walk the chunks for the colour type and the palette.
-  int color_type = -1;
-  std::vector<uint8_t> plte;
+  // Walk the chunks for the header, the palette and the image data.
+  int color_type = -1, bit_depth = 0, interlace = 0;
+  uint32_t width = 0, height = 0;
+  std::vector<uint8_t> plte, idat;
   size_t pos = 8;
   while (pos + 12 <= bytes.size()) {
-    uint32_t len = (uint32_t(bytes[pos]) << 24) | (uint32_t(bytes[pos + 1]) << 16) | (uint32_t(bytes[pos + 2]) << 8) | bytes[pos + 3];
+    const uint32_t len = be32(&bytes[pos]);
     if (len > bytes.size() - pos - 12) return invalid_argument("'" + path + "': truncated PNG chunk");
     const uint8_t* type = &bytes[pos + 4];
     const uint8_t* data = &bytes[pos + 8];
-    if (std::memcmp(type, "IHDR", 4) == 0 && len >= 13) color_type = data[9];
+    if (std::memcmp(type, "IHDR", 4) == 0 && len >= 13) {
+      width = be32(data);
+      height = be32(data + 4);
+      bit_depth = data[8];
+      color_type = data[9];
+      interlace = data[12];
+    }
     if (std::memcmp(type, "PLTE", 4) == 0) plte.assign(data, data + len);
+    if (std::memcmp(type, "IDAT", 4) == 0) idat.insert(idat.end(), data, data + len);
     if (std::memcmp(type, "IEND", 4) == 0) break;
     pos += 12 + len;
   }
-  ATROUS_ASSIGN_OR_RETURN(Image img, decode_image(bytes.data(), bytes.size(), path, max_pixels));
   LabelMap m;
+  // Indexed, not interlaced (what save_label_png, PIL and PASCAL VOC write): the
+  // palette indices themselves, decoded here, so palettes that repeat a colour
+  // (or colours never used) do not matter.
+  if (color_type == 3 && interlace == 0 && (bit_depth == 1 || bit_depth == 2 || bit_depth == 4 || bit_depth == 8) &&
+      width > 0 && height > 0) {
+    if (static_cast<int64_t>(width) * height > max_pixels)
+      return out_of_memory("label map '" + path + "' claims " + std::to_string(width) + "x" + std::to_string(height) +
+                           " pixels, over the limit of " + std::to_string(max_pixels));
+    const size_t stride = (static_cast<size_t>(width) * bit_depth + 7) / 8;
+    const size_t expect = (stride + 1) * height;
+    if (idat.size() > static_cast<size_t>(INT32_MAX) || expect > static_cast<size_t>(INT32_MAX))
+      return invalid_argument("label map '" + path + "' is too large");
+    int got = 0;
+    char* raw = stbi_zlib_decode_malloc_guesssize(reinterpret_cast<const char*>(idat.data()), static_cast<int>(idat.size()),
+                                                   static_cast<int>(expect), &got);
+    if (!raw) return invalid_argument("label map '" + path + "' is corrupt (bad compressed data)");
+    std::unique_ptr<char, void (*)(void*)> hold(raw, [](void* q) { STBI_FREE(q); });
+    if (static_cast<size_t>(got) < expect) return invalid_argument("label map '" + path + "' is truncated");
+    auto* d = reinterpret_cast<uint8_t*>(raw);
+    if (!unfilter(d, height, stride, 1)) return invalid_argument("label map '" + path + "' is corrupt (bad row filter)");
+    m.width = static_cast<int>(width);
+    m.height = static_cast<int>(height);
+    m.labels.resize(static_cast<size_t>(width) * height);
+    const int per_byte = 8 / bit_depth, mask = (1 << bit_depth) - 1;
+    for (size_t y = 0; y < height; ++y) {
+      const uint8_t* row = d + y * (stride + 1) + 1;
+      for (size_t x = 0; x < width; ++x) {
+        const int shift = 8 - bit_depth * (1 + static_cast<int>(x % static_cast<size_t>(per_byte)));
+        m.labels[y * width + x] = (row[x / static_cast<size_t>(per_byte)] >> shift) & mask;
+      }
+    }
+    return m;
+  }
+  ATROUS_ASSIGN_OR_RETURN(Image img, decode_image(bytes.data(), bytes.size(), path, max_pixels));
   m.width = img.width;
   m.height = img.height;
   m.labels.resize(static_cast<size_t>(img.width) * img.height);
   if (color_type == 0 || color_type == 4) {  // gray (+alpha): the value is the label
+    if (bit_depth == 16)
+      return unsupported("'" + path + "' is a 16-bit grayscale PNG: label maps must have 8-bit values (classes 0..255)");
     for (size_t i = 0; i < m.labels.size(); ++i) m.labels[i] = img.pixels[i * static_cast<size_t>(img.channels)];
     return m;
   }
   if (color_type != 3 || plte.size() < 3)
     return invalid_argument("'" + path + "' is an RGB PNG: label maps must be indexed (palette) or grayscale PNGs");
-  // stb expands palette images to RGB(A); map colours back to the first palette index that has them.
-  std::vector<int32_t> index_of(1 << 24, -1);
+  // Interlaced indexed PNG: stb expands it to RGB(A); map colours back to the first palette index that has them.
+  std::unordered_map<uint32_t, int32_t> index_of;
   for (size_t k = plte.size() / 3; k-- > 0;)
-    index_of[(size_t(plte[k * 3]) << 16) | (size_t(plte[k * 3 + 1]) << 8) | plte[k * 3 + 2]] = static_cast<int32_t>(k);
+    index_of[(uint32_t(plte[k * 3]) << 16) | (uint32_t(plte[k * 3 + 1]) << 8) | plte[k * 3 + 2]] = static_cast<int32_t>(k);
   for (size_t i = 0; i < m.labels.size(); ++i) {
     const uint8_t* p = &img.pixels[i * static_cast<size_t>(img.channels)];
-    int32_t k = index_of[(size_t(p[0]) << 16) | (size_t(p[1]) << 8) | p[2]];
-    if (k < 0) return internal_error("'" + path + "': a pixel colour is not in the palette");
-    m.labels[i] = k;
+    auto it = index_of.find((uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2]);
+    if (it == index_of.end()) return internal_error("'" + path + "': a pixel colour is not in the palette");
+    m.labels[i] = it->second;
   }
   return m;
 }
