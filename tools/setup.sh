@@ -30,5 +30,9 @@ build_atrous() {
   local extra=("$@")
   cmake -S "$ATROUS_ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "${extra[@]}" > "$BUILD_DIR.cmake.log" 2>&1 ||
     { cat "$BUILD_DIR.cmake.log"; return 1; }
-  cmake --build "$BUILD_DIR" -j"$(nproc)"
+  if [ -n "${ATROUS_BUILD_TARGETS:-}" ]; then
+    cmake --build "$BUILD_DIR" -j"$(nproc)" --target $ATROUS_BUILD_TARGETS
+  else
+    cmake --build "$BUILD_DIR" -j"$(nproc)"
+  fi
 }

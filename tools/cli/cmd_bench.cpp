@@ -97,7 +97,7 @@ int run(const Options& o) {
   }
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"entry", e.name}, {"threads", plan.threads}, {"runs", o.runs},
-                        {"input_shapes", *shapes}, {"latency_s", {{"min", percentile(lat, 0)}, {"median", med}, {"p90", percentile(lat, 0.9)}}},
+                        {"input_shapes", *shapes}, {"latency_s", {{"min", percentile(lat, 0)}, {"median", med}, {"p90", percentile(lat, 0.9)}}}, {"runs_s", lat},
                         {"gflop", total_flops / 1e9}, {"gflops_per_s", med > 0 ? total_flops / med / 1e9 : 0}};
     for (const Row& r : rows) {
       const StepInfo& si = plan.steps[r.step];

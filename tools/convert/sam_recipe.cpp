@@ -18,6 +18,7 @@
 // rel-pos table lengths for other depths). Decoder heads are not in the weights:
 // 8 unless the config says otherwise.
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 
 #include "convert/recipe.h"
@@ -187,6 +188,41 @@ class SamBuilder {
     return g.constant_streamed(name, DType::kF32, shape, [src, index, part](void* dst) {
       auto* d = static_cast<float*>(dst);
       for (size_t i = 0; i < index.size(); ++i) ATROUS_RETURN_IF_ERROR(src->read(index[i], DType::kF32, d + static_cast<int64_t>(i) * part));
+      return Status::Ok();
+    });
+  }
+
+  // A ConvTranspose2d with kernel 2×2, stride 2 as a Linear on input pixels: weight
+  // [C, O, 2, 2] -> [(a, b, o), C], bias [O] -> [(a, b, o)] (see decoder()).
+  int convt_weight(GraphBuilder& g, const std::string& key, int64_t c, int64_t o) {
+    const std::string k = key + ".weight";
+    const SourceTensor* t = ctx_.find(k);
+    const Shape want{c, o, 2, 2};
+    if (!t || t->shape != want || !stored_type_is_float(t->stored)) return p(g, k, want);  // records the problem
+    ctx_.ignore(k);
+    const WeightSource* src = &ctx_.source();
+    const size_t index = static_cast<size_t>(t - src->tensors().data());
+    return g.constant_streamed(k + "#pixels", DType::kF32, {4 * o, c}, [src, index, c, o](void* dst) {
+      std::vector<float> w(static_cast<size_t>(c * o * 4));
+      ATROUS_RETURN_IF_ERROR(src->read(index, DType::kF32, w.data()));
+      auto* d = static_cast<float*>(dst);
+      for (int64_t ci = 0; ci < c; ++ci)
+        for (int64_t oi = 0; oi < o; ++oi)
+          for (int64_t ab = 0; ab < 4; ++ab) d[(ab * o + oi) * c + ci] = w[static_cast<size_t>((ci * o + oi) * 4 + ab)];
+      return Status::Ok();
+    });
+  }
+  int convt_bias(GraphBuilder& g, const std::string& key, int64_t o) {
+    const std::string k = key + ".bias";
+    const SourceTensor* t = ctx_.find(k);
+    if (!t || t->shape != Shape{o} || !stored_type_is_float(t->stored)) return p32(g, k, {o});
+    ctx_.ignore(k);
+    const WeightSource* src = &ctx_.source();
+    const size_t index = static_cast<size_t>(t - src->tensors().data());
+    return g.constant_streamed(k + "#pixels", DType::kF32, {4 * o}, [src, index, o](void* dst) {
+      auto* d = static_cast<float*>(dst);
+      ATROUS_RETURN_IF_ERROR(src->read(index, DType::kF32, d));
+      for (int64_t ab = 1; ab < 4; ++ab) std::copy(d, d + o, d + ab * o);
       return Status::Ok();
     });
   }
@@ -404,25 +440,35 @@ class SamBuilder {
       queries = ln(g, tr + ".norm_final_attn", queries, E, 1e-5f);
     }
 
-    // Output upscaling: two 2×2 stride-2 transposed convs, LayerNorm2d and GELU.
-    int up = transpose(g, md + ".src_nchw", reshape(g, md + ".src_grid", keys, {1, G, G, E}), {0, 3, 1, 2});
+    // Output upscaling (ConvTranspose2d 2×2/2, LayerNorm2d, GELU, ConvTranspose2d 2×2/2, GELU) on
+    // channels-last tokens: a transposed conv whose kernel equals its stride maps each input
+    // pixel to its own 2×2 output pixels, so it is a Linear per pixel whose outputs are ordered
+    // (a, b, o) — output pixel (2i + a, 2j + b), channel o. LayerNorm2d is then a LayerNorm
+    // over each group of o. The masks come out in (i, j, a, b, a2, b2) pixel order and one
+    // Transpose puts them in image order, so no feature map is ever transposed.
     const std::string us = md + ".output_upscaling";
-    fb::ConvTranspose2dT ct;
-    ct.stride_h = ct.stride_w = 2;
-    up = g.node(us + ".0", ct, {up, p(g, us + ".0.weight", {E, E / 4, 2, 2}), p32(g, us + ".0.bias", {E / 4})});
-    up = ln(g, us + ".1", up, E / 4, 1e-6f, 1);
+    const int64_t c4 = E / 4, c8 = E / 8;
+    int up = g.node(us + ".0", fb::LinearT{}, {keys, convt_weight(g, us + ".0", E, c4), convt_bias(g, us + ".0", c4)});
+    up = reshape(g, us + ".0.pixels", up, {1, G * G, 4, c4});
+    up = ln(g, us + ".1", up, c4, 1e-6f);
     up = g.node(us + ".2", gelu, {up});
-    ct.activation = fb::ActKind::Gelu;
-    up = g.node(us + ".3", ct, {up, p(g, us + ".3.weight", {E / 4, E / 8, 2, 2}), p32(g, us + ".3.bias", {E / 8})});
-    // Hypernetworks: one MLP per mask token -> [1, tokens, E/8]; masks = hyper_in · upscaled.
+    up = reshape(g, us + ".2.pixels", up, {1, 4 * G * G, c4});
+    fb::LinearT lg;
+    lg.activation = fb::ActKind::Gelu;
+    up = g.node(us + ".3", lg, {up, convt_weight(g, us + ".3", c4, c8), convt_bias(g, us + ".3", c8)});
+    up = reshape(g, us + ".3.pixels", up, {1, 16 * G * G, c8});
+    // Hypernetworks: one MLP per mask token -> [1, tokens, E/8]; masks = upscaled · hyper_inᵀ.
     std::vector<int> hyper;
     for (int i = 0; i < tokens_; ++i) {
       int t = slice(g, idx(md + ".mask_token_out", i), queries, 1, 1 + i, 2 + i);
-      hyper.push_back(mlp(g, idx(md + ".output_hypernetworks_mlps", i), t, hyper_depth_, E, E, E / 8));
+      hyper.push_back(mlp(g, idx(md + ".output_hypernetworks_mlps", i), t, hyper_depth_, E, E, c8));
     }
     int hyper_in = g.node(md + ".hyper_in", cat1, hyper);
     fb::MatMulT mm;
-    int masks = g.node(md + ".masks", mm, {hyper_in, reshape(g, md + ".upscaled_flat", up, {1, E / 8, M * M})});
+    mm.transpose_b = true;
+    int masks = g.node(md + ".masks", mm, {up, hyper_in});  // [1, 16·G², tokens]
+    masks = reshape(g, md + ".masks_pixels", masks, {1, G, G, 2, 2, 2, 2, tokens_});
+    masks = transpose(g, md + ".masks_order", masks, {0, 7, 1, 3, 5, 2, 4, 6});  // [1, T, i, a, a2, j, b, b2]
     masks = reshape(g, md + ".masks_grid", masks, {1, tokens_, M, M});
     g.output(masks, "low_res_masks");
     int iou = reshape(g, md + ".iou_token_out", slice(g, md + ".iou_token_slice", queries, 1, 0, 1), {1, E});

@@ -2,7 +2,11 @@
 // packed once, bias + residual (sum post-op) + activation (eltwise post-op)
 // fused, scratchpad in the arena. Dilated taps that only read padding are
 // dropped first (conv_taps.h), so rates larger than the map cost no more than
-// the taps that matter.
+// the taps that matter. When the output must be plain, oneDNN's layout is kept
+// anyway (with a reorder into the output) if a plain destination would get its
+// slow gemm-based convolution.
+#include <cstring>
+
 #include "onednn/onednn.h"
 #include "ops/conv_taps.h"
 
@@ -11,6 +15,11 @@ namespace {
 
 using dnnl::memory;
 using namespace onednn;
+
+bool is_gemm_impl(const dnnl::primitive_desc_base& pd) {
+  const char* impl = pd.impl_info_str();
+  return impl && std::strstr(impl, "gemm") != nullptr && std::strstr(impl, "brg") == nullptr;
+}
 
 Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
   const auto& a = ctx.attrs<fb::Conv2dT>();
@@ -47,8 +56,7 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
         memory::desc src_any(to_dims(x), memory::data_type::f32, memory::format_tag::any);
         memory::desc w_any(kdims, memory::data_type::f32, memory::format_tag::any);
         memory::desc b_md = has_bias ? memory::desc({O}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
-        memory::desc dst_md = ctx.out_may_block[0] ? memory::desc(to_dims(y), memory::data_type::f32, memory::format_tag::any)
-                                                   : plain_desc(y, DType::kF32);
+        const memory::desc dst_any(to_dims(y), memory::data_type::f32, memory::format_tag::any);
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         dnnl::post_ops po;
@@ -61,11 +69,24 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
           po.append_eltwise(1.0f, alg, alpha, beta);
         }
         attr.set_post_ops(po);
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
-                                          w_any, b_md, dst_md, {a.stride_h, a.stride_w},
-                                          {a.dilation_h - 1, a.dilation_w - 1},  // oneDNN counts dilation from 0
-                                          {th.pad_begin, tw.pad_begin}, {th.pad_end, tw.pad_end});
-        dnnl::convolution_forward::primitive_desc pd(d, attr, cpu_engine());
+        auto make_pd = [&](const memory::desc& dst_md) {
+          dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_any,
+                                            w_any, b_md, dst_md, {a.stride_h, a.stride_w},
+                                            {a.dilation_h - 1, a.dilation_w - 1},  // oneDNN counts dilation from 0
+                                            {th.pad_begin, tw.pad_begin}, {th.pad_end, tw.pad_end});
+          return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
+        };
+        dnnl::convolution_forward::primitive_desc pd = make_pd(ctx.out_may_block[0] ? dst_any : plain_desc(y, DType::kF32));
+        if (!ctx.out_may_block[0] && th.count * tw.count > 1 && is_gemm_impl(pd)) {
+          // A plain (NCHW) destination mostly gets oneDNN's gemm-based convolution, which
+          // for spatial kernels pays an im2col pass and runs well below its direct/brgemm
+          // kernels on NHWC or blocked data. Let oneDNN pick the destination layout and
+          // reorder into the plain output after: the reorder is one pass over the output
+          // (docs/performance.md, "Semantic segmentation (issue 4)"). Not for 1x1 convs,
+          // which are plain GEMMs already, nor when the other choice is gemm too.
+          dnnl::convolution_forward::primitive_desc alt = make_pd(dst_any);
+          if (!is_gemm_impl(alt)) pd = alt;
+        }
         k->detail_ = pd.impl_info_str();
         if (th.trimmed || tw.trimmed)
           k->detail_ += " taps " + std::to_string(th.count) + "x" + std::to_string(tw.count) + " of " +
@@ -80,12 +101,14 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
                               {{DNNL_ARG_FROM, src_have, {ArgSource::kInput, 0}}, {DNNL_ARG_TO, pd.src_desc(), {ArgSource::kScratch, s}}}});
           src_arg = {ArgSource::kScratch, s};
         }
+        // Destination: the output itself, or scratch reordered into the plain output after.
+        OutputSink dst = output_sink(ctx, pd.dst_desc());
         // Residual: copied into dst first, unless the planner made dst share its buffer.
         if (has_res) {
           memory::desc res_have = desc_of(ctx.in[3]);
           PrimitiveCall copy{dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), res_have, cpu_engine(), pd.dst_desc())),
-                             {{DNNL_ARG_FROM, res_have, {ArgSource::kInput, 3}}, {DNNL_ARG_TO, pd.dst_desc(), {ArgSource::kOutput, 0}}}};
-          copy.skip_if_alias = {3, 0};
+                             {{DNNL_ARG_FROM, res_have, {ArgSource::kInput, 3}}, {DNNL_ARG_TO, pd.dst_desc(), dst.arg}}};
+          if (!dst.via_scratch) copy.skip_if_alias = {3, 0};
           k->calls.push_back(std::move(copy));
         }
         auto packed = pack_constant(ctx, weights, w_plain, pd.weights_desc());
@@ -93,15 +116,12 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
         PrimitiveCall conv{dnnl::convolution_forward(pd),
                            {{DNNL_ARG_SRC, pd.src_desc(), src_arg},
                             {DNNL_ARG_WEIGHTS, pd.weights_desc(), {ArgSource::kFixed, 0, *packed}},
-                            {DNNL_ARG_DST, pd.dst_desc(), {ArgSource::kOutput, 0}}}};
+                            {DNNL_ARG_DST, pd.dst_desc(), dst.arg}}};
         if (has_bias) conv.args.push_back({DNNL_ARG_BIAS, b_md, {ArgSource::kFixed, 0, ctx.constant[2]}});
         int sp = request_scratchpad(ctx, pd.scratchpad_desc());
         if (sp >= 0) conv.args.push_back({DNNL_ARG_SCRATCHPAD, pd.scratchpad_desc(), {ArgSource::kScratch, sp}});
         k->calls.push_back(std::move(conv));
-        if (ctx.out_may_block[0]) {
-          ctx.out[0].layout = layout_of(pd.dst_desc(), y, DType::kF32);
-          ctx.out[0].bytes = pd.dst_desc().get_size();
-        }
+        finish_output(ctx, *k, dst);
       },
       "conv2d_onednn");
   if (!st.ok()) return st;

@@ -139,7 +139,10 @@ const KernelDef kConvTranspose2dRef = {"conv_transpose2d_ref", false, create_ref
 }  // namespace
 
 // clang-format off
-const OpDef kConvTranspose2dOp = {"ConvTranspose2d", 2, 3, 1, 1, check, infer, {&kConvTranspose2dOnednn, &kConvTranspose2dRef}};
+// conv_transpose2d_gemm (conv_transpose2d_gemm.cpp) first: it takes only kernel == stride, no padding.
+extern const KernelDef kConvTranspose2dGemm;
+const OpDef kConvTranspose2dOp = {"ConvTranspose2d", 2, 3, 1, 1, check, infer,
+                                  {&kConvTranspose2dGemm, &kConvTranspose2dOnednn, &kConvTranspose2dRef}};
 // clang-format on
 
 }  // namespace atrous

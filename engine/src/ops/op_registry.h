@@ -72,15 +72,45 @@ struct OpDef {
   std::vector<const KernelDef*> kernels;  // in order of preference, reference last
   int inplace_input = -1;  // output 0 may take this input's buffer when the input dies here
   bool view = false;       // output 0 is input 0 with another shape: no data moves
+  // An input whose shape alone is used (Resize's "like"): the planner neither reorders it
+  // to plain for a kernel nor lets it keep its producer from a blocked layout.
+  int shape_only_input = -1;
 };
 
 // The one list of ops, in schema names: X(Conv2d) declares `extern const OpDef kConv2dOp`,
 // defined by the last line of ops/conv2d.cpp; registry.cpp builds the lookup table from it.
 #define ATROUS_OPS(X) \
   X(Conv2d)          \
+  X(ConvTranspose2d) \
+  X(BatchNorm)       \
+  X(Linear)          \
+  X(MatMul)          \
+  X(LayerNorm)       \
   X(Unary)           \
   X(Binary)          \
-  X(Reshape)
+  X(Concat)          \
+  X(Slice)           \
+  X(Pool2d)          \
+  X(GlobalPool)      \
+  X(Resize)          \
+  X(Softmax)         \
+  X(Reshape)         \
+  X(Transpose)       \
+  X(Argmax)          \
+  X(MultiHeadAttention) \
+  X(LinearAttention) \
+  X(PerformerAttention) \
+  X(NormAttention)   \
+  X(GatedAttentionUnit) \
+  X(LiteMLA) \
+  X(Embedding)       \
+  X(RMSNorm)         \
+  X(MambaScan)       \
+  X(BiMambaScan)     \
+  X(S4D)             \
+  X(WindowAttention) \
+  X(FeedForward)     \
+  X(PromptEncoding)
 
 
 #define ATROUS_DECLARE_OP(name) extern const OpDef k##name##Op;

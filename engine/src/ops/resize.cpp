@@ -14,10 +14,12 @@
 #include <cmath>
 
 #include "ops/op_registry.h"
+#include "ops/resize_taps.h"
 
 namespace atrous {
 
 extern const KernelDef kResizeOnednn;
+extern const KernelDef kResizeBlocked;
 
 namespace {
 
@@ -62,42 +64,6 @@ Status infer(ShapeContext& ctx) {
 }
 
 // ---- reference kernel -------------------------------------------------------
-// Per output row/column: the two source indices and the weight of the second
-// (nearest: both indices equal, weight 0).
-struct Taps {
-  std::vector<int64_t> i0, i1;
-  std::vector<float> w1;
-};
-
-Taps make_taps(fb::ResizeMode mode, bool align_corners, int64_t in, int64_t out) {
-  Taps t;
-  t.i0.resize(static_cast<size_t>(out));
-  t.i1.resize(static_cast<size_t>(out));
-  t.w1.assign(static_cast<size_t>(out), 0.0f);
-  for (int64_t d = 0; d < out; ++d) {
-    const size_t k = static_cast<size_t>(d);
-    if (mode == fb::ResizeMode::Nearest) {
-      const float scale = static_cast<float>(in) / static_cast<float>(out);
-      t.i0[k] = t.i1[k] = std::min(static_cast<int64_t>(std::floor(static_cast<float>(d) * scale)), in - 1);
-      continue;
-    }
-    float src;
-    if (align_corners) {
-      const float scale = out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
-      src = scale * static_cast<float>(d);
-    } else {
-      const float scale = static_cast<float>(in) / static_cast<float>(out);
-      // PyTorch computes (d + 0.5) in double and rounds the result to float.
-      src = std::max(static_cast<float>(scale * (static_cast<double>(d) + 0.5) - 0.5), 0.0f);
-    }
-    const int64_t i0 = std::min(static_cast<int64_t>(src), in - 1);
-    t.i0[k] = i0;
-    t.i1[k] = i0 < in - 1 ? i0 + 1 : i0;
-    t.w1[k] = src - static_cast<float>(i0);
-  }
-  return t;
-}
-
 class ResizeRef : public Kernel {
  public:
   ResizeRef(const fb::ResizeT& a, const Shape& x, const Shape& y)
@@ -150,6 +116,6 @@ const KernelDef kResizeRef = {"resize_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kResizeOp = {"Resize", 1, 2, 1, 1, check, infer, {&kResizeOnednn, &kResizeRef}};
+const OpDef kResizeOp = {"Resize", 1, 2, 1, 1, check, infer, {&kResizeOnednn, &kResizeBlocked, &kResizeRef}, -1, false, /*shape_only_input=*/1};
 
 }  // namespace atrous

@@ -106,6 +106,14 @@ bool in_list(const std::vector<std::string>& list, const char* name) {
   return std::find(list.begin(), list.end(), name) != list.end();
 }
 
+// True when every use of v by node n is at the op's shape-only input.
+bool reads_only_shape(const ir::Node& n, const OpDef& def, int v) {
+  if (def.shape_only_input < 0) return false;
+  for (size_t i = 0; i < n.inputs.size(); ++i)
+    if (n.inputs[i] == v && static_cast<int>(i) != def.shape_only_input) return false;
+  return true;
+}
+
 struct UnionFind {
   std::vector<int> parent;
   explicit UnionFind(size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), 0); }
@@ -173,7 +181,9 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
     if (opts.reference_only || is_output[static_cast<size_t>(v)] || consumers[static_cast<size_t>(v)].empty()) return false;
     if (g->values[static_cast<size_t>(v)].dtype != DType::kF32) return false;
     for (int c : consumers[static_cast<size_t>(v)]) {
-      const OpDef* def = find_op(g->nodes[static_cast<size_t>(c)].op.type);
+      const ir::Node& cn = g->nodes[static_cast<size_t>(c)];
+      const OpDef* def = find_op(cn.op.type);
+      if (reads_only_shape(cn, *def, v)) continue;
       bool any = false;
       for (size_t k = 0; k + 1 < def->kernels.size(); ++k)
         any |= def->kernels[k]->accepts_blocked && (opts.allowed_kernels.empty() || in_list(opts.allowed_kernels, def->kernels[k]->name));
@@ -291,6 +301,7 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       int v = node.inputs[i];
       if (v < 0 || chosen_def->accepts_blocked || plan->values[static_cast<size_t>(v)].desc.layout.plain()) continue;
+      if (static_cast<int>(i) == def->shape_only_input) continue;  // the kernel reads its shape only
       if (plain_copy[static_cast<size_t>(v)] < 0) {
         PlanValue twin;
         twin.name = plan->values[static_cast<size_t>(v)].name + "#plain";

@@ -1,0 +1,120 @@
+// Segment Anything in an application: encode an image once, then decode any
+// number of prompts (points, a box, a previous mask) against it, with the
+// pre- and postprocessing of segment_anything's SamPredictor.
+//
+// A SamPredictor wraps a model converted with `atrous convert --arch sam` (entry
+// points encode_image and decode; docs/sam.md). encode() resizes the image's
+// longest side to the model's input size with PIL's antialiased bilinear,
+// normalises, pads and runs the encoder. The SamEmbedding it returns is a value:
+// it owns its tensor, never changes, and may be shared between threads, saved
+// (save_npy on .embedding plus the sizes) and rebuilt later with embedding_from().
+// decode() maps prompts given in original-image pixels into the model's frame,
+// runs the decoder and returns masks at the original size, their predicted IoU
+// and the low-resolution logits (one of which can be the next prompt's
+// mask_input). decode() is const and thread-safe: each call takes a session
+// from an internal pool (one per prompt length in use), so concurrent decodes
+// against the same embedding are independent. encode() is serialised
+// internally. The predictor keeps the Model alive; destroy it before relying
+// on the model's memory being released.
+//
+//   auto model = atrous::Model::open("sam_vit_b.atrous");
+//   auto sam = atrous::SamPredictor::create(*model);
+//   auto image = atrous::load_image("dog.jpg");
+//   auto emb = (*sam)->encode(*image);                  // ~seconds, once per image
+//   atrous::SamPrompt prompt;
+//   prompt.points = {{420, 310, 1}, {100, 80, 0}};     // x, y, label (1 fg, 0 bg)
+//   auto masks = (*sam)->decode(*emb, prompt);          // ~milliseconds, any number of times
+//   const uint8_t* best = masks->mask(masks->best());  // height × width, 1 inside
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atrous/image.h"
+#include "atrous/model.h"
+#include "atrous/status.h"
+#include "atrous/tensor.h"
+
+namespace atrous {
+
+struct SamPoint {
+  float x = 0, y = 0;  // original-image pixels, 0 <= x < width, 0 <= y < height
+  int label = 1;       // 1 foreground, 0 background
+};
+
+struct SamBox {
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;  // top-left and bottom-right corners, original-image pixels
+};
+
+struct SamPrompt {
+  std::vector<SamPoint> points;
+  bool has_box = false;
+  SamBox box;
+  // Low-resolution logits [1, 1, M, M] or [1, M, M] (M = mask_input_size(), 256 for the official
+  // models), e.g. SamMasks::low_res(i) of an earlier decode; a default Tensor: none.
+  Tensor mask_input;
+  bool multimask = true;  // three masks (ambiguous prompts) instead of one
+};
+
+struct SamEmbedding {
+  Tensor embedding;                             // [1, E, G, G]
+  int original_width = 0, original_height = 0;  // the image as given
+  int input_width = 0, input_height = 0;        // the resized image inside the padded model input
+};
+
+struct SamMasks {
+  int count = 0, width = 0, height = 0;
+  std::vector<uint8_t> masks;  // count × height × width; 1 where the logit > 0
+  std::vector<float> scores;   // predicted IoU of each mask
+  Tensor low_res_logits;       // [count, M, M]
+
+  const uint8_t* mask(int i) const { return masks.data() + static_cast<size_t>(i) * width * height; }
+  // The highest-scoring mask (the first of equal scores).
+  int best() const;
+  // Mask i's logits as [1, 1, M, M], ready to be a SamPrompt::mask_input (a copy).
+  Tensor low_res(int i) const;
+};
+
+struct SamOptions {
+  int threads = 0;              // per session; 0 = every core
+  bool reference_only = false;  // reference kernels (tests, debugging)
+};
+
+class SamPredictor {
+ public:
+  ~SamPredictor();
+  // Fails unless the model has the entry points and shapes of the sam recipe.
+  static Result<std::unique_ptr<SamPredictor>> create(std::shared_ptr<const Model> model, const SamOptions& options = {});
+
+  Result<SamEmbedding> encode(const Image& image) const;
+  Result<SamMasks> decode(const SamEmbedding& embedding, const SamPrompt& prompt) const;
+
+  // An embedding saved earlier (e.g. loaded from .npy), for an image of this size.
+  Result<SamEmbedding> embedding_from(Tensor embedding, int original_width, int original_height) const;
+
+  // The decode entry point's inputs for a prompt: point_coords [1, N, 2] in the
+  // model's input frame (x · new_w / old_w, y · new_h / old_h, in double then f32),
+  // point_labels [1, N]: the points, a padding point (label −1) when there is no
+  // box, then the box corners (labels 2, 3). Checks the prompt.
+  Status prompt_tensors(const SamEmbedding& embedding, const SamPrompt& prompt, Tensor* coords, Tensor* labels) const;
+
+  int image_size() const;       // model input side (1024)
+  int mask_input_size() const;  // low-resolution mask side (256)
+  const std::shared_ptr<const Model>& model() const;
+
+ private:
+  struct Impl;
+  explicit SamPredictor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// segment_anything's Sam.postprocess_masks for one mask: logits [M, M] bilinearly
+// upsampled to image_size², cropped to input_width × input_height, then resized to
+// out_width × out_height (bilinear, align_corners false, as F.interpolate). Returns
+// out_height × out_width logits.
+std::vector<float> sam_upscale_logits(const float* logits, int m, int image_size, int input_width, int input_height,
+                                      int out_width, int out_height);
+
+}  // namespace atrous

@@ -1,0 +1,190 @@
+// FeedForward: y = act(x · w1ᵀ + b1) · w2ᵀ + b2 + residual, the transformer MLP
+// (SAM's encoder MLPBlock with exact GELU, the two-way transformer's ReLU MLP).
+// x [..., C], w1 [F, C], b1 [F]?, w2 [Co, F], b2 [Co]?, residual [..., Co]? -> y [..., Co];
+// the leading dims are flattened to M rows. The residual may share y's buffer.
+//
+// Kernels: feed_forward_sgemm (rows in chunks of kChunk, each chunk's hidden
+// activations [kChunk, F] stay in scratch: two sgemm calls on the weights as they
+// lie in the model file, no packed copy, and a vectorised activation in between)
+// and feed_forward_ref (plain loops, one row at a time).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "onednn/gemm.h"
+#include "ops/activation.h"
+#include "ops/activation_rows.h"
+#include "ops/attention_common.h"
+#include "ops/gemm_threads.h"
+#include "ops/op_registry.h"
+
+namespace atrous {
+namespace {
+
+enum Input { kX = 0, kW1, kB1, kW2, kB2, kResidual };
+
+// ---- attributes -------------------------------------------------------------
+Status check(CheckContext& ctx) {
+  const auto& a = ctx.attrs<fb::FeedForwardT>();
+  if (!valid_activation(a.activation)) return ctx.fail("unknown activation");
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kX, {DType::kF32}));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kResidual, {DType::kF32}));
+  for (int i : {kW1, kW2}) {
+    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+    const Shape& w = ctx.value(i).shape;
+    if (w.size() != 2 || w[0] < 1 || w[1] < 1) return ctx.fail("input " + std::to_string(i) + " (weight) must be 2-D, got " + shape_string(w));
+  }
+  const Shape& w1 = ctx.value(kW1).shape;
+  const Shape& w2 = ctx.value(kW2).shape;
+  if (w2[1] != w1[0]) return ctx.fail("w2 " + shape_string(w2) + " must take the " + std::to_string(w1[0]) + " hidden features of w1 " + shape_string(w1));
+  for (int i : {kB1, kB2}) {
+    if (!ctx.has(i)) continue;
+    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
+    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+    const int64_t n = ctx.value(i - 1).shape[0];
+    if (ctx.value(i).shape != Shape{n}) return ctx.fail("bias " + std::to_string(i) + " must be [" + std::to_string(n) + "], got " + shape_string(ctx.value(i).shape));
+  }
+  ctx.outputs_are(DType::kF32);
+  return Status::Ok();
+}
+
+// ---- shapes -----------------------------------------------------------------
+Status infer(ShapeContext& ctx) {
+  const Shape& x = ctx.in[kX];
+  const Shape& w1 = ctx.in[kW1];
+  const Shape& w2 = ctx.in[kW2];
+  if (x.empty() || x.back() != w1[1])
+    return ctx.fail("input " + shape_string(x) + " must end in the " + std::to_string(w1[1]) + " features w1 " + shape_string(w1) + " takes");
+  Shape y = x;
+  y.back() = w2[0];
+  if (ctx.has(kResidual) && ctx.in[kResidual] != y)
+    return ctx.fail("residual " + shape_string(ctx.in[kResidual]) + " must have the output shape " + shape_string(y));
+  ctx.out = {y};
+  return Status::Ok();
+}
+
+// ---- kernels ----------------------------------------------------------------
+struct FfnShape {
+  int64_t rows = 1, c = 1, f = 1, co = 1;
+  fb::ActKind act = fb::ActKind::Gelu;
+  float alpha = 1.0f;
+  int threads = 1;
+  double flops() const { return 2.0 * rows * f * (c + co); }
+
+  void init(const KernelContext& ctx) {
+    const auto& a = ctx.attrs<fb::FeedForwardT>();
+    c = ctx.in[kX].shape.back();
+    rows = checked_numel(ctx.in[kX].shape).value() / c;
+    f = ctx.in[kW1].shape[0];
+    co = ctx.in[kW2].shape[0];
+    act = a.activation;
+    alpha = a.act_alpha;
+    threads = std::max(1, ctx.threads);
+  }
+};
+
+class FeedForwardSgemm : public Kernel {
+ public:
+  static constexpr int64_t kChunk = 512;
+  FeedForwardSgemm(const FfnShape& s, int hidden, int row_scr) : s_(s), hidden_(hidden), row_scr_(row_scr) {}
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* x = static_cast<const float*>(b.in[kX]);
+    const float* w1 = static_cast<const float*>(b.in[kW1]);
+    const float* b1 = attn::input_or_null(b, kB1);
+    const float* w2 = static_cast<const float*>(b.in[kW2]);
+    const float* b2 = attn::input_or_null(b, kB2);
+    const float* res = attn::input_or_null(b, kResidual);
+    float* y = static_cast<float*>(b.out[0]);
+    float* h = static_cast<float*>(b.scratch[static_cast<size_t>(hidden_)]);        // [kChunk, F]
+    float* rows_e = static_cast<float*>(b.scratch[static_cast<size_t>(row_scr_)]);  // [threads, F]
+    const int64_t F = s_.f, C = s_.c, Co = s_.co;
+    for (int64_t r0 = 0; r0 < s_.rows; r0 += kChunk) {
+      const int64_t n = std::min(kChunk, s_.rows - r0);
+      ATROUS_RETURN_IF_ERROR(sgemm_sized(s_.threads, false, true, n, F, C, 1.0f, x + r0 * C, C, w1, C, 0.0f, h, F));
+      float* yc = y + r0 * Co;
+      const float* rc = res ? res + r0 * Co : nullptr;
+#pragma omp parallel for num_threads(s_.threads) schedule(static) if (n * F >= 16384)
+      for (int64_t r = 0; r < n; ++r) {
+        bias_activate_row(h + r * F, F, b1, 0.0f, s_.act, s_.alpha, rows_e + static_cast<int64_t>(omp_get_thread_num()) * F);
+        float* yr = yc + r * Co;  // y = residual + b2, then += h · w2ᵀ
+        for (int64_t o = 0; o < Co; ++o) yr[o] = (rc ? rc[r * Co + o] : 0.0f) + (b2 ? b2[o] : 0.0f);
+      }
+      ATROUS_RETURN_IF_ERROR(sgemm_sized(s_.threads, false, true, n, Co, F, 1.0f, h, F, w2, F, 1.0f, yc, Co));
+    }
+    return Status::Ok();
+  }
+  double flops() const override { return s_.flops(); }
+  std::string detail() const override { return "chunks of " + std::to_string(kChunk) + " rows, " + attn::vector_isa(); }
+
+ private:
+  FfnShape s_;
+  int hidden_, row_scr_;
+};
+
+Result<std::unique_ptr<Kernel>> create_sgemm(KernelContext& ctx) {
+  FfnShape s;
+  s.init(ctx);
+  const uint64_t f = sizeof(float);
+  int hidden = ctx.scratch(f * std::min(FeedForwardSgemm::kChunk, s.rows) * s.f);
+  int rows = ctx.scratch(f * s.threads * s.f);
+  return std::unique_ptr<Kernel>(new FeedForwardSgemm(s, hidden, rows));
+}
+
+// Reference: one row at a time, plain loops.
+class FeedForwardRef : public Kernel {
+ public:
+  FeedForwardRef(const FfnShape& s, int hidden) : s_(s), hidden_(hidden) {}
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* x = static_cast<const float*>(b.in[kX]);
+    const float* w1 = static_cast<const float*>(b.in[kW1]);
+    const float* b1 = attn::input_or_null(b, kB1);
+    const float* w2 = static_cast<const float*>(b.in[kW2]);
+    const float* b2 = attn::input_or_null(b, kB2);
+    const float* res = attn::input_or_null(b, kResidual);
+    float* y = static_cast<float*>(b.out[0]);
+    float* hidden_all = static_cast<float*>(b.scratch[static_cast<size_t>(hidden_)]);  // [threads, F]
+    const int64_t F = s_.f, C = s_.c, Co = s_.co;
+#pragma omp parallel for num_threads(s_.threads) schedule(static)
+    for (int64_t r = 0; r < s_.rows; ++r) {
+      float* h = hidden_all + static_cast<int64_t>(omp_get_thread_num()) * F;
+      const float* xr = x + r * C;
+      for (int64_t j = 0; j < F; ++j) {
+        float acc = b1 ? b1[j] : 0.0f;
+        for (int64_t k = 0; k < C; ++k) acc += xr[k] * w1[j * C + k];
+        h[j] = activate(acc, s_.act, s_.alpha);
+      }
+      for (int64_t o = 0; o < Co; ++o) {
+        float acc = b2 ? b2[o] : 0.0f;
+        for (int64_t j = 0; j < F; ++j) acc += h[j] * w2[o * F + j];
+        y[r * Co + o] = acc + (res ? res[r * Co + o] : 0.0f);  // res may be y itself: read before write
+      }
+    }
+    return Status::Ok();
+  }
+  double flops() const override { return s_.flops(); }
+
+ private:
+  FfnShape s_;
+  int hidden_;
+};
+
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
+  FfnShape s;
+  s.init(ctx);
+  return std::unique_ptr<Kernel>(new FeedForwardRef(s, ctx.scratch(sizeof(float) * s.threads * s.f)));
+}
+
+const KernelDef kFeedForwardSgemm = {"feed_forward_sgemm", false, create_sgemm};
+const KernelDef kFeedForwardRef = {"feed_forward_ref", false, create_ref};
+
+}  // namespace
+
+const OpDef kFeedForwardOp = {"FeedForward", 1, 6, 1, 1, check, infer, {&kFeedForwardSgemm, &kFeedForwardRef},
+                              /*inplace_input=*/kResidual};
+
+}  // namespace atrous

@@ -1,0 +1,323 @@
+// SamPredictor: segment_anything's SamPredictor on top of two Sessions.
+//
+// Postprocessing follows Sam.postprocess_masks: F.interpolate(bilinear,
+// align_corners=False) to image_size², crop, F.interpolate to the original size.
+// The interpolation replays PyTorch's CPU arithmetic (float scale = in / out,
+// source index (dst + 0.5)·scale − 0.5 in double rounded to float, clamped at 0;
+// rows weighted after columns), so thresholded masks match except where a logit
+// is within rounding of 0. Only the cropped part of the first resize is computed.
+#include "atrous/sam.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "atrous/session.h"
+
+namespace atrous {
+
+// ---- postprocessing ------------------------------------------------------------------
+namespace {
+
+struct Taps {
+  std::vector<int32_t> i0, i1;
+  std::vector<float> l0, l1;
+};
+
+// Source taps of `count` output positions of an in → out resize (PyTorch's
+// compute_source_index_and_lambda).
+Taps taps(int in, int out, int count) {
+  Taps t;
+  t.i0.resize(static_cast<size_t>(count));
+  t.i1.resize(static_cast<size_t>(count));
+  t.l0.resize(static_cast<size_t>(count));
+  t.l1.resize(static_cast<size_t>(count));
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (int o = 0; o < count; ++o) {
+    const size_t k = static_cast<size_t>(o);
+    if (in == out) {
+      t.i0[k] = t.i1[k] = o;
+      t.l0[k] = 1.0f;
+      t.l1[k] = 0.0f;
+      continue;
+    }
+    float src = static_cast<float>(static_cast<double>(scale) * (o + 0.5) - 0.5);
+    if (src < 0) src = 0;
+    const int i0 = static_cast<int>(src);
+    t.i0[k] = i0;
+    t.i1[k] = i0 + (i0 < in - 1 ? 1 : 0);
+    t.l1[k] = src - static_cast<float>(i0);
+    t.l0[k] = 1.0f - t.l1[k];
+  }
+  return t;
+}
+
+// dst [oh, ow] from src [h, w] (row stride ld) with the taps of an (in_h → full_h,
+// in_w → full_w) resize, of which the first oh × ow outputs are wanted.
+void resize(const float* src, int ld, int in_h, int in_w, int full_h, int full_w, int oh, int ow, float* dst) {
+  const Taps th = taps(in_h, full_h, oh), tw = taps(in_w, full_w, ow);
+#pragma omp parallel for schedule(static)
+  for (int y = 0; y < oh; ++y) {
+    const float* r0 = src + static_cast<int64_t>(th.i0[static_cast<size_t>(y)]) * ld;
+    const float* r1 = src + static_cast<int64_t>(th.i1[static_cast<size_t>(y)]) * ld;
+    const float h0 = th.l0[static_cast<size_t>(y)], h1 = th.l1[static_cast<size_t>(y)];
+    float* d = dst + static_cast<int64_t>(y) * ow;
+    for (int x = 0; x < ow; ++x) {
+      const size_t k = static_cast<size_t>(x);
+      const float a = r0[tw.i0[k]] * tw.l0[k] + r0[tw.i1[k]] * tw.l1[k];
+      const float b = r1[tw.i0[k]] * tw.l0[k] + r1[tw.i1[k]] * tw.l1[k];
+      d[x] = a * h0 + b * h1;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<float> sam_upscale_logits(const float* logits, int m, int image_size, int input_width, int input_height,
+                                      int out_width, int out_height) {
+  std::vector<float> crop(static_cast<size_t>(input_width) * input_height);
+  resize(logits, m, m, m, image_size, image_size, input_height, input_width, crop.data());
+  std::vector<float> out(static_cast<size_t>(out_width) * out_height);
+  resize(crop.data(), input_width, input_height, input_width, out_height, out_width, out_height, out_width, out.data());
+  return out;
+}
+
+int SamMasks::best() const {
+  int b = 0;
+  for (int i = 1; i < count; ++i)
+    if (scores[static_cast<size_t>(i)] > scores[static_cast<size_t>(b)]) b = i;
+  return b;
+}
+
+Tensor SamMasks::low_res(int i) const {
+  const int64_t m = low_res_logits.shape()[1];
+  Tensor t = Tensor::zeros(DType::kF32, {1, 1, m, m});
+  std::copy_n(low_res_logits.data<float>() + i * m * m, m * m, t.data<float>());
+  return t;
+}
+
+// ---- predictor ---------------------------------------------------------------------------
+struct SamPredictor::Impl {
+  std::shared_ptr<const Model> model;
+  SamOptions options;
+  PreprocessInfo pre;
+  int image_size = 1024, grid = 64, embed = 256, mask_size = 256, mask_tokens = 4;
+
+  mutable std::mutex encode_mu;
+  mutable std::unique_ptr<Session> encoder;
+
+  // Idle decode sessions by prompt length (each keeps its plan and arena).
+  static constexpr size_t kMaxIdlePerLength = 4, kMaxLengths = 6;
+  mutable std::mutex decode_mu;
+  mutable std::map<int64_t, std::vector<std::unique_ptr<Session>>> idle;
+  mutable std::vector<int64_t> recent;  // the prompt lengths in `idle`, most recent last
+  Tensor zero_mask, zero_flag, one_flag;
+
+  Result<std::unique_ptr<Session>> take(int64_t n) const {
+    {
+      std::lock_guard<std::mutex> lock(decode_mu);
+      auto it = idle.find(n);
+      if (it != idle.end() && !it->second.empty()) {
+        std::unique_ptr<Session> s = std::move(it->second.back());
+        it->second.pop_back();
+        return s;
+      }
+    }
+    SessionOptions so;
+    so.entry = "decode";
+    so.threads = options.threads;
+    so.reference_only = options.reference_only;
+    return Session::create(model, so);
+  }
+
+  void give_back(int64_t n, std::unique_ptr<Session> s) const {
+    std::lock_guard<std::mutex> lock(decode_mu);
+    auto& pool = idle[n];
+    if (pool.size() < kMaxIdlePerLength) pool.push_back(std::move(s));
+    recent.erase(std::remove(recent.begin(), recent.end(), n), recent.end());
+    recent.push_back(n);  // the keys of `idle`, least recently returned first
+    while (idle.size() > kMaxLengths) {
+      idle.erase(recent.front());
+      recent.erase(recent.begin());
+    }
+  }
+};
+
+SamPredictor::SamPredictor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SamPredictor::~SamPredictor() = default;
+
+int SamPredictor::image_size() const { return impl_->image_size; }
+int SamPredictor::mask_input_size() const { return impl_->mask_size; }
+const std::shared_ptr<const Model>& SamPredictor::model() const { return impl_->model; }
+
+Result<std::unique_ptr<SamPredictor>> SamPredictor::create(std::shared_ptr<const Model> model, const SamOptions& options) {
+  if (!model) return invalid_argument("SamPredictor: model is null");
+  const EntryPointInfo* enc = model->entry("encode_image");
+  const EntryPointInfo* dec = model->entry("decode");
+  if (!enc || !dec)
+    return invalid_argument("'" + model->info().path + "' is not a Segment Anything model: it needs the entry points encode_image and decode "
+                            "(convert the checkpoint with `atrous convert --arch sam`)");
+  auto impl = std::make_unique<Impl>();
+  impl->model = model;
+  impl->options = options;
+  auto input_shape = [](const EntryPointInfo& e, const std::string& name) -> Shape {
+    for (const TensorInfo& t : e.inputs)
+      if (t.name == name) return t.shape;
+    return {};
+  };
+  const Shape img = input_shape(*enc, "image"), emb = input_shape(*dec, "image_embeddings"), mask = input_shape(*dec, "mask_input");
+  if (img.size() != 4 || emb.size() != 4 || mask.size() != 4 || input_shape(*dec, "point_coords").empty() ||
+      input_shape(*dec, "point_labels").empty() || input_shape(*dec, "has_mask_input").empty() || !enc->has_preprocess)
+    return invalid_argument("'" + model->info().path + "': the entry points encode_image/decode do not have the sam recipe's inputs");
+  impl->image_size = static_cast<int>(img[2]);
+  impl->embed = static_cast<int>(emb[1]);
+  impl->grid = static_cast<int>(emb[2]);
+  impl->mask_size = static_cast<int>(mask[2]);
+  for (const TensorInfo& t : dec->outputs)
+    if (t.name == "iou_predictions" && t.shape.size() == 2) impl->mask_tokens = static_cast<int>(t.shape[1]);
+  impl->pre = enc->preprocess;
+  if (impl->pre.input.empty()) impl->pre.input = "image";
+  SessionOptions so;
+  so.entry = "encode_image";
+  so.threads = options.threads;
+  so.reference_only = options.reference_only;
+  ATROUS_ASSIGN_OR_RETURN(impl->encoder, Session::create(model, so));
+  impl->zero_mask = Tensor::zeros(DType::kF32, {1, 1, impl->mask_size, impl->mask_size});
+  impl->zero_flag = Tensor::zeros(DType::kF32, {1});
+  impl->one_flag = Tensor::zeros(DType::kF32, {1});
+  impl->one_flag.data<float>()[0] = 1.0f;
+  return std::unique_ptr<SamPredictor>(new SamPredictor(std::move(impl)));
+}
+
+Result<SamEmbedding> SamPredictor::encode(const Image& image) const {
+  ATROUS_ASSIGN_OR_RETURN(Preprocessed p, preprocess_image(image, impl_->pre, 3));
+  if (p.tensor.shape() != Shape{1, 3, impl_->image_size, impl_->image_size})
+    return invalid_argument("SAM preprocessing gave " + shape_string(p.tensor.shape()) + ", the encoder takes " +
+                            shape_string({1, 3, impl_->image_size, impl_->image_size}));
+  SamEmbedding e;
+  {
+    std::lock_guard<std::mutex> lock(impl_->encode_mu);
+    ATROUS_RETURN_IF_ERROR(impl_->encoder->set_input(impl_->pre.input, p.tensor.view()));
+    ATROUS_RETURN_IF_ERROR(impl_->encoder->run());
+    ATROUS_ASSIGN_OR_RETURN(TensorView out, impl_->encoder->output("image_embeddings"));
+    e.embedding = Tensor::copy_of(out);
+  }
+  e.original_width = image.width;
+  e.original_height = image.height;
+  e.input_width = p.content_width;
+  e.input_height = p.content_height;
+  return e;
+}
+
+Result<SamEmbedding> SamPredictor::embedding_from(Tensor embedding, int original_width, int original_height) const {
+  const Shape want{1, impl_->embed, impl_->grid, impl_->grid};
+  if (embedding.dtype() != DType::kF32 || embedding.shape() != want)
+    return invalid_argument("image embedding must be f32 " + shape_string(want) + " for this model, got " +
+                            dtype_name(embedding.dtype()) + " " + shape_string(embedding.shape()));
+  if (original_width < 1 || original_height < 1)
+    return invalid_argument("image size " + std::to_string(original_width) + "x" + std::to_string(original_height) + " is empty");
+  SamEmbedding e;
+  e.embedding = std::move(embedding);
+  e.original_width = original_width;
+  e.original_height = original_height;
+  const double scale = static_cast<double>(impl_->image_size) / std::max(original_width, original_height);
+  e.input_width = static_cast<int>(original_width * scale + 0.5);
+  e.input_height = static_cast<int>(original_height * scale + 0.5);
+  return e;
+}
+
+Status SamPredictor::prompt_tensors(const SamEmbedding& emb, const SamPrompt& prompt, Tensor* coords, Tensor* labels) const {
+  const int W = emb.original_width, H = emb.original_height;
+  if (W < 1 || H < 1 || emb.input_width < 1 || emb.input_height < 1) return invalid_argument("the image embedding has no image size");
+  if (prompt.points.empty() && !prompt.has_box) return invalid_argument("no prompt: give at least one point or a box");
+  for (size_t i = 0; i < prompt.points.size(); ++i) {
+    const SamPoint& p = prompt.points[i];
+    const std::string what = "point " + std::to_string(i + 1) + " (" + std::to_string(p.x) + ", " + std::to_string(p.y) + ")";
+    if (!std::isfinite(p.x) || !std::isfinite(p.y) || p.x < 0 || p.y < 0 || p.x >= W || p.y >= H)
+      return invalid_argument(what + " is outside the " + std::to_string(W) + "x" + std::to_string(H) + " image");
+    if (p.label != 0 && p.label != 1) return invalid_argument(what + " has label " + std::to_string(p.label) + " (1 foreground, 0 background)");
+  }
+  if (prompt.has_box) {
+    const SamBox& b = prompt.box;
+    const bool finite = std::isfinite(b.x0) && std::isfinite(b.y0) && std::isfinite(b.x1) && std::isfinite(b.y1);
+    if (!finite || b.x0 < 0 || b.y0 < 0 || b.x1 > W || b.y1 > H)
+      return invalid_argument("box (" + std::to_string(b.x0) + ", " + std::to_string(b.y0) + ", " + std::to_string(b.x1) + ", " +
+                              std::to_string(b.y1) + ") is outside the " + std::to_string(W) + "x" + std::to_string(H) + " image");
+    if (b.x1 < b.x0 || b.y1 < b.y0) return invalid_argument("box corners must be top-left then bottom-right (x0 <= x1, y0 <= y1)");
+  }
+  const int64_t n = static_cast<int64_t>(prompt.points.size()) + (prompt.has_box ? 2 : 1);
+  *coords = Tensor::zeros(DType::kF32, {1, n, 2});
+  *labels = Tensor::zeros(DType::kF32, {1, n});
+  float* c = coords->data<float>();
+  float* l = labels->data<float>();
+  const double sx = static_cast<double>(emb.input_width) / W, sy = static_cast<double>(emb.input_height) / H;
+  int64_t k = 0;
+  auto put = [&](double x, double y, float label) {
+    c[2 * k] = static_cast<float>(x * sx);
+    c[2 * k + 1] = static_cast<float>(y * sy);
+    l[k++] = label;
+  };
+  for (const SamPoint& p : prompt.points) put(p.x, p.y, static_cast<float>(p.label));
+  if (prompt.has_box) {
+    put(prompt.box.x0, prompt.box.y0, 2.0f);
+    put(prompt.box.x1, prompt.box.y1, 3.0f);
+  } else {
+    c[2 * k] = c[2 * k + 1] = 0.0f;  // the padding point
+    l[k++] = -1.0f;
+  }
+  return Status::Ok();
+}
+
+Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& prompt) const {
+  const Impl& im = *impl_;
+  if (emb.embedding.shape() != Shape{1, im.embed, im.grid, im.grid})
+    return invalid_argument("image embedding " + shape_string(emb.embedding.shape()) + " does not fit this model (" +
+                            shape_string({1, im.embed, im.grid, im.grid}) + ")");
+  const bool has_mask = prompt.mask_input.raw() != nullptr;
+  const int64_t ms = im.mask_size;
+  TensorView mask_view = im.zero_mask.view();
+  if (has_mask) {
+    const Shape& s = prompt.mask_input.shape();
+    if (prompt.mask_input.dtype() != DType::kF32 || (s != Shape{ms, ms} && s != Shape{1, ms, ms} && s != Shape{1, 1, ms, ms}))
+      return invalid_argument("mask_input must be f32 " + shape_string({1, 1, ms, ms}) + " (or " + shape_string({1, ms, ms}) +
+                              ") low-resolution logits, got " + dtype_name(prompt.mask_input.dtype()) + " " + shape_string(s));
+    mask_view = TensorView{DType::kF32, {1, 1, ms, ms}, prompt.mask_input.raw()};
+  }
+  Tensor coords, labels;
+  ATROUS_RETURN_IF_ERROR(prompt_tensors(emb, prompt, &coords, &labels));
+  const int64_t n = coords.shape()[1];
+  ATROUS_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, im.take(n));
+  ATROUS_RETURN_IF_ERROR(s->set_input("image_embeddings", emb.embedding.view()));
+  ATROUS_RETURN_IF_ERROR(s->set_input("point_coords", coords.view()));
+  ATROUS_RETURN_IF_ERROR(s->set_input("point_labels", labels.view()));
+  ATROUS_RETURN_IF_ERROR(s->set_input("mask_input", mask_view));
+  ATROUS_RETURN_IF_ERROR(s->set_input("has_mask_input", has_mask ? im.one_flag.view() : im.zero_flag.view()));
+  ATROUS_RETURN_IF_ERROR(s->run());
+  ATROUS_ASSIGN_OR_RETURN(TensorView low, s->output("low_res_masks"));
+  ATROUS_ASSIGN_OR_RETURN(TensorView iou, s->output("iou_predictions"));
+  // Multimask: tokens 1..T−1; single: token 0 (MaskDecoder.forward's slices).
+  const int first = prompt.multimask ? 1 : 0, count = prompt.multimask ? im.mask_tokens - 1 : 1;
+  const int64_t m = ms;
+  SamMasks r;
+  r.count = count;
+  r.width = emb.original_width;
+  r.height = emb.original_height;
+  r.low_res_logits = Tensor::zeros(DType::kF32, {count, m, m});
+  for (int i = 0; i < count; ++i) {
+    std::copy_n(low.as<float>() + (first + i) * m * m, m * m, r.low_res_logits.data<float>() + i * m * m);
+    r.scores.push_back(iou.as<float>()[first + i]);
+  }
+  im.give_back(n, std::move(s));  // outputs copied: the session may serve another call
+  const size_t px = static_cast<size_t>(r.width) * r.height;
+  r.masks.resize(px * static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    std::vector<float> full = sam_upscale_logits(r.low_res_logits.data<float>() + i * m * m, static_cast<int>(m), im.image_size,
+                                                 emb.input_width, emb.input_height, r.width, r.height);
+    uint8_t* dst = r.masks.data() + px * static_cast<size_t>(i);
+    for (size_t k = 0; k < px; ++k) dst[k] = full[k] > 0.0f ? 1 : 0;
+  }
+  return r;
+}
+
+}  // namespace atrous

@@ -1,0 +1,159 @@
+// The segmentation blocks against PyTorch (make_seg_cases.py, blocks/): ASPP as
+// torchvision builds it, GCN blocks up to k = 21 (larger than the map), Boundary
+// Refinement, and GCN → BR. Each runs with the default plan (oneDNN kernels, fusion,
+// blocked layouts) and with reference kernels only. Then the plans are checked:
+// BatchNorm and ReLU fold into the convs, a rate beyond the map costs one tap, the
+// GCN branch sum is the oneDNN sum post-op of one branch's last conv, BR is two
+// convs, and activations stay in oneDNN's blocked layout from block to block.
+#include <algorithm>
+
+#include "test_util.h"
+
+namespace atrous::test {
+namespace {
+
+struct Ran {
+  RefCase c;
+  RunOutput fast, ref;
+};
+
+Ran run_case(const std::string& name) {
+  Ran r;
+  r.c = load_case(data_dir("ATROUS_SEG_CASES") + "/blocks", name);
+  auto bytes = build_case_model(r.c);
+  auto model = Model::from_memory(bytes.data(), bytes.size());
+  REQUIRE(model.ok());
+  std::vector<std::pair<std::string, TensorView>> inputs;
+  for (const auto& n : r.c.inputs) inputs.emplace_back(n, r.c.tensors.at(n).view());
+  SessionOptions opts;
+  opts.threads = 2;
+  r.fast = run_model(*model, inputs, opts);
+  REQUIRE(r.fast.status.to_string() == "ok");
+  opts.reference_only = true;
+  r.ref = run_model(*model, inputs, opts);
+  REQUIRE(r.ref.status.to_string() == "ok");
+  for (size_t i = 0; i < r.c.outputs.size(); ++i) {
+    const TensorView want = r.c.tensors.at(r.c.outputs[i]).view();
+    check_close(r.fast.outputs[i].view(), want, r.c.tol, name + ": default plan vs PyTorch");
+    check_close(r.ref.outputs[i].view(), want, r.c.tol, name + ": reference kernels vs PyTorch");
+  }
+  return r;
+}
+
+std::string describe(const PlanInfo& p) {
+  std::string s;
+  for (const StepInfo& st : p.steps) {
+    s += "\n  " + st.op + " " + st.node + " [" + st.kernel + "] -> " + (st.output_layouts.empty() ? "" : st.output_layouts[0]);
+    for (const auto& f : st.fused) s += " +" + f;
+    if (!st.detail.empty()) s += "  (" + st.detail + ")";
+  }
+  return s;
+}
+
+const StepInfo* step_named(const PlanInfo& p, const std::string& node) {
+  for (const StepInfo& s : p.steps)
+    if (s.node == node) return &s;
+  return nullptr;
+}
+
+int count_op(const PlanInfo& p, const std::string& op) {
+  return static_cast<int>(std::count_if(p.steps.begin(), p.steps.end(), [&](const StepInfo& s) { return s.op == op; }));
+}
+
+bool fused_into(const StepInfo* s, const std::string& name) {
+  return s && std::find(s->fused.begin(), s->fused.end(), name) != s->fused.end();
+}
+
+// No planner-inserted reorder; every step runs a oneDNN kernel and, but the last (the
+// graph output, plain), writes a blocked layout. `plain_ok` lists steps allowed to be
+// plain: ASPP's image-pooling branch works on a 1x1 map (the same bytes in any layout),
+// and its broadcast back is written plain and taken into the concat's layout by the
+// concat kernel itself.
+void check_blocked_until_output(const PlanInfo& p, const std::vector<std::string>& plain_ok = {}) {
+  CHECK(count_op(p, "Reorder") == 0);
+  for (size_t i = 0; i + 1 < p.steps.size(); ++i) {
+    INFO("step " << i << " " << p.steps[i].node);
+    CHECK(p.steps[i].kernel.find("_onednn") != std::string::npos);
+    if (std::find(plain_ok.begin(), plain_ok.end(), p.steps[i].node) == plain_ok.end())
+      CHECK(p.steps[i].output_layouts.at(0) != "plain");
+  }
+  CHECK(p.steps.back().output_layouts.at(0) == "plain");
+}
+
+const std::vector<std::string> kImagePooling = {"aspp.convs.4.0", "aspp.convs.4.1", "aspp.convs.4"};
+
+TEST_CASE("every segmentation block matches PyTorch, fast and reference kernels", "[segmentation][blocks]") {
+  const std::string dir = data_dir("ATROUS_SEG_CASES") + "/blocks";
+  std::vector<std::string> names = list_cases(dir);
+  REQUIRE(names.size() >= 8);
+  for (const std::string& n : names) {
+    INFO("case " << n);
+    run_case(n);
+  }
+}
+
+TEST_CASE("ASPP: BN and ReLU fold into the convs, rates beyond the map cost one tap, blocked through the concat",
+          "[segmentation][blocks][aspp]") {
+  Ran r = run_case("aspp_rates_beyond_map");  // rates 12/24/36 on a 9x11 map
+  const PlanInfo& p = r.fast.plan;
+  INFO("plan:" << describe(p));
+  CHECK(count_op(p, "BatchNorm") == 0);
+  CHECK(count_op(p, "Unary") == 0);
+  for (int i = 1; i <= 3; ++i) {
+    const std::string b = "aspp.convs." + std::to_string(i);
+    const StepInfo* s = step_named(p, b + ".0");
+    REQUIRE(s != nullptr);
+    CHECK(fused_into(s, b + ".1"));
+    CHECK(fused_into(s, b));
+    // every dilated tap but the centre reads padding only: the conv runs as a 1x1
+    CHECK(s->detail.find("taps 1x1 of 3x3") != std::string::npos);
+    CHECK(s->flops == Approx(2.0 * 32 * 9 * 11 * 48));
+  }
+  check_blocked_until_output(p, kImagePooling);
+
+  // Rates 6/12/18 on 33x29: the 6 and 12 taps all land inside, 18 only partly.
+  Ran q = run_case("aspp_rates_partly_inside");
+  INFO("plan:" << describe(q.fast.plan));
+  const StepInfo* s18 = step_named(q.fast.plan, "aspp.convs.3.0");
+  REQUIRE(s18 != nullptr);
+  CHECK(s18->detail.find("taps") == std::string::npos);  // 18 < 29: all three taps read the map
+  check_blocked_until_output(q.fast.plan, kImagePooling);
+}
+
+TEST_CASE("GCN block: the branch sum is a oneDNN sum post-op, blocked layout through the block",
+          "[segmentation][blocks][gcn]") {
+  for (const char* name : {"gcn_k15", "gcn_k21_beyond_map", "gcn_k7", "gcn_k3"}) {
+    Ran r = run_case(name);
+    const PlanInfo& p = r.fast.plan;
+    INFO(name << " plan:" << describe(p));
+    // pre, conv_l1, conv_r1, conv_r2, conv_l2 (+ the Add, with conv_r2's output as its residual)
+    REQUIRE(p.steps.size() == 5);
+    CHECK(count_op(p, "Binary") == 0);
+    const StepInfo* l2 = step_named(p, "gcm.conv_l2");
+    REQUIRE(l2 != nullptr);
+    CHECK(fused_into(l2, "gcm"));
+    CHECK(p.steps.back().node == "gcm.conv_l2");
+    check_blocked_until_output(p);
+  }
+}
+
+TEST_CASE("Boundary Refinement: two convs with the ReLU and the residual add fused", "[segmentation][blocks][br]") {
+  Ran r = run_case("br_plain_input");
+  const PlanInfo& p = r.fast.plan;
+  INFO("plan:" << describe(p));
+  REQUIRE(p.steps.size() == 2);
+  CHECK(fused_into(step_named(p, "brm.conv1"), "brm.relu"));
+  CHECK(fused_into(step_named(p, "brm.conv2"), "brm"));
+  CHECK(p.steps[0].output_layouts.at(0) != "plain");
+
+  Ran g = run_case("gcn_then_br");
+  INFO("plan:" << describe(g.fast.plan));
+  // pre, l1, r1, r2, l2 (+gcm), brm.conv1 (+relu), brm.conv2 (+brm)
+  CHECK(g.fast.plan.steps.size() == 7);
+  CHECK(count_op(g.fast.plan, "Binary") == 0);
+  CHECK(count_op(g.fast.plan, "Unary") == 0);
+  check_blocked_until_output(g.fast.plan);
+}
+
+}  // namespace
+}  // namespace atrous::test
