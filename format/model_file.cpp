@@ -102,6 +102,36 @@ Status ModelFile::verify() {
   if (!fb::VerifyModelBuffer(v))
     return invalid_model(who + ": the graph FlatBuffer failed verification (corrupt or truncated)");
   root_ = fb::GetModel(fbuf);
+  // The Verifier checks a vector's length field, not the alignment of 8-byte elements.
+  // A builder always aligns them; a hand-made file may not, and reading them would be
+  // misaligned loads (undefined behaviour), so such a file is refused here.
+  ATROUS_RETURN_IF_ERROR(check_wide_vectors(who));
+  return Status::Ok();
+}
+
+Status ModelFile::check_wide_vectors(const std::string& who) const {
+  auto misaligned = [](const flatbuffers::Vector<int64_t>* v) {
+    return v != nullptr && reinterpret_cast<uintptr_t>(v->Data()) % alignof(int64_t) != 0;
+  };
+  for (const fb::Graph* g : *root_->graphs()) {
+    const std::string where = who + ", entry point '" + g->name()->str() + "'";
+    for (flatbuffers::uoffset_t i = 0; i < g->values()->size(); ++i)
+      if (misaligned(g->values()->Get(i)->shape()))
+        return invalid_model(where + ": the shape of value " + std::to_string(i) +
+                             " is not 8-byte aligned in the graph FlatBuffer");
+    if (!g->nodes()) continue;
+    for (flatbuffers::uoffset_t i = 0; i < g->nodes()->size(); ++i) {
+      const fb::Node* n = g->nodes()->Get(i);
+      bool bad = false;
+      if (const fb::Slice* sl = n->op_as_Slice())
+        bad = misaligned(sl->starts()) || misaligned(sl->ends()) || misaligned(sl->steps());
+      else if (const fb::Reshape* r = n->op_as_Reshape())
+        bad = misaligned(r->shape());
+      if (bad)
+        return invalid_model(where + ": node " + std::to_string(i) +
+                             " has an attribute vector that is not 8-byte aligned in the graph FlatBuffer");
+    }
+  }
   return Status::Ok();
 }
 

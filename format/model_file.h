@@ -64,6 +64,7 @@ class ModelFile {
  private:
   ModelFile() = default;
   Status verify();
+  Status check_wide_vectors(const std::string& who) const;
 
   std::string path_;
   const uint8_t* base_ = nullptr;

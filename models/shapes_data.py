@@ -10,8 +10,15 @@ sometimes a blur. Colour and texture never tell the class: only the shape does.
 
     /usr/bin/python3 models/shapes_data.py OUT --count 200 --seed 1234 [--min-size 96 --max-size 192]
 
-writes OUT/images/NNNN.png (RGB) and OUT/labels/NNNN.png (grayscale, pixel = class),
-the layout `atrous run DIR --output-dir` and `atrous eval --gt` use.
+writes OUT/images/NNNN.png (RGB) and OUT/labels/NNNN.png (indexed PNG: pixel = class,
+palette = the model's colours), the layout `atrous run DIR --output-dir` and
+`atrous eval --gt` use. With --flat the images go in OUT itself (labels still in
+OUT/labels), and --prefix names them PREFIXNNNN.png: the shipped samples are
+
+    /usr/bin/python3 models/shapes_data.py models/samples --flat --prefix shapes_ --count 3 --seed 40 --min-size 160 --max-size 192
+
+Training (train_shapes_gcn.py) draws its scenes with seeds 0 and 999 (validation);
+use other seeds for held-out sets.
 """
 import argparse
 import math
@@ -125,15 +132,26 @@ def make_batch(rng, count, h, w):
     return xs, ys
 
 
-def write_set(out, count, seed, min_size, max_size):
+def label_image(labels):
+    """An indexed PNG image of a label map: pixel = class index, palette = PALETTE."""
+    im = Image.fromarray(labels, "L").convert("P")
+    im.putpalette([c for rgb in PALETTE for c in rgb])
+    return im
+
+
+def write_set(out, count, seed, min_size, max_size, flat=False, prefix=""):
     rng = np.random.RandomState(seed)
-    os.makedirs(os.path.join(out, "images"), exist_ok=True)
-    os.makedirs(os.path.join(out, "labels"), exist_ok=True)
+    images = out if flat else os.path.join(out, "images")
+    labels = os.path.join(out, "labels")
+    os.makedirs(images, exist_ok=True)
+    os.makedirs(labels, exist_ok=True)
     for i in range(count):
         h, w = rng.randint(min_size, max_size + 1, 2)
         img, lab = make_scene(rng, int(h), int(w))
-        Image.fromarray(img).save(os.path.join(out, "images", "%04d.png" % i))
-        Image.fromarray(lab, "L").save(os.path.join(out, "labels", "%04d.png" % i))
+        name = "%s%04d.png" % (prefix, i)
+        Image.fromarray(img).save(os.path.join(images, name), optimize=True)
+        label_image(lab).save(os.path.join(labels, name), optimize=True)
+    return images, labels
 
 
 if __name__ == "__main__":
@@ -143,7 +161,11 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--min-size", type=int, default=96)
     ap.add_argument("--max-size", type=int, default=192)
+    ap.add_argument("--flat", action="store_true", help="images in OUT itself instead of OUT/images")
+    ap.add_argument("--prefix", default="", help="file name prefix (names are PREFIXNNNN.png)")
     a = ap.parse_args()
-    write_set(a.out, a.count, a.seed, a.min_size, a.max_size)
-    print("wrote %d scenes (%dx%d..%dx%d, seed %d) to %s/images and %s/labels" %
-          (a.count, a.min_size, a.min_size, a.max_size, a.max_size, a.seed, a.out, a.out))
+    if a.count < 1 or a.min_size < 16 or a.max_size < a.min_size:
+        ap.error("need --count >= 1 and 16 <= --min-size <= --max-size")
+    images, labels = write_set(a.out, a.count, a.seed, a.min_size, a.max_size, a.flat, a.prefix)
+    print("wrote %d scenes (%d..%d px a side, seed %d) to %s and %s" %
+          (a.count, a.min_size, a.max_size, a.seed, images, labels))

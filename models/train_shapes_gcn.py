@@ -34,8 +34,12 @@ MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def build_model():
-    backbone = SmallResNet(planes=(16, 32, 48, 64), blocks=(1, 2, 2, 1), stem=24,
+PLANES = (16, 32, 48, 64)
+BLOCKS = (1, 2, 2, 1)
+
+
+def build_model(planes=PLANES, blocks=BLOCKS):
+    backbone = SmallResNet(planes=tuple(planes), blocks=tuple(blocks), stem=24,
                            replace_stride_with_dilation=(False, True, True))
     return GCNNet(backbone, backbone.channels, len(shapes_data.CLASSES), k=15)
 
@@ -62,6 +66,9 @@ def main():
     ap.add_argument("--train-scenes", type=int, default=4000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
+    ap.add_argument("--planes", type=int, nargs=4, default=list(PLANES), help="Bottleneck widths of layer1..4")
+    ap.add_argument("--blocks", type=int, nargs=4, default=list(BLOCKS), help="blocks in layer1..4")
     ap.add_argument("--atrous", help="the atrous CLI: convert the weights with it")
     ap.add_argument("--model", default=os.path.join(HERE, "shapes_gcn.atrous"), help="model file written with --atrous")
     a = ap.parse_args()
@@ -74,11 +81,11 @@ def main():
     vx, vy = shapes_data.make_batch(np.random.RandomState(a.seed + 999), 64, a.size, a.size)
     print("generated %d training scenes in %.0f s" % (len(xs), time.time() - t0), flush=True)
 
-    model = build_model().to(memory_format=torch.channels_last)  # faster oneDNN training on CPU
+    model = build_model(a.planes, a.blocks).to(memory_format=torch.channels_last)  # faster oneDNN training on CPU
     print("parameters: %d (%.2f MB as f32)" % (sum(p.numel() for p in model.parameters()),
                                                4e-6 * sum(p.numel() for p in model.parameters())), flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=a.steps, pct_start=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.1)
     n = len(shapes_data.CLASSES)
     # Classes are unbalanced (background ~75%): weight the loss a little towards shapes.
     weights = torch.tensor([0.5] + [1.0] * (n - 1))

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (AddressSanitizer + UBSan) in
 # build-fuzz/, makes seed corpora from the test models and fixtures, and runs
-# each target for SECONDS (default 60). Crashes land in build-fuzz/crashes/;
-# keep each as a regression test (tests/security/).
+# each target for SECONDS (default 60). Crashes land in build-fuzz/crashes/<target>/;
+# keep each as a regression input in tests/security/regressions/<name>/
+# (fuzz_npy -> npy/, ...), which security_test replays on every test run.
 #   tools/fuzz.sh [SECONDS] [TARGET...]
+# ATROUS_FUZZ_ARGS adds libFuzzer flags, e.g. "-fork=1 -ignore_crashes=1" to keep
+# going after a crash and collect every crashing input of a long run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_model fuzz_weights fuzz_pickle fuzz_image fuzz_npy)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_model fuzz_weights fuzz_pickle fuzz_image fuzz_npy fuzz_prompt)
 
 source "$ROOT/tools/setup.sh"
 PACKAGES+=(clang libclang-rt-dev)
@@ -23,7 +26,7 @@ cmake --build "$B" -j"$(nproc)" --target "${TARGETS[@]}" make_seeds
 
 # Seed corpora.
 C="$B/corpus"
-mkdir -p "$C"/{fuzz_model,fuzz_weights,fuzz_pickle,fuzz_image,fuzz_npy} "$B/crashes"
+mkdir -p "$C"/{fuzz_model,fuzz_weights,fuzz_pickle,fuzz_image,fuzz_npy,fuzz_prompt} "$B/crashes"
 PY=/usr/bin/python3
 if [ ! -f "$C/.seeded" ]; then
   $PY "$ROOT/tests/ops/make_op_cases.py" "$B/op_cases" > /dev/null
@@ -61,6 +64,15 @@ for i, arr in enumerate([np.zeros((2, 3), np.float32), np.arange(10, dtype=np.in
 PYEOF
   touch "$C/.seeded"
 fi
+# Prompts: "W,H[,S]" then p X,Y[,L] / b X0,Y0,X1,Y1 / m N lines (tools/fuzz/targets.h), plus the regression inputs.
+if [ -z "$(ls -A "$C/fuzz_prompt")" ]; then
+  printf '640,480\np 320,240\n' > "$C/fuzz_prompt/point"
+  printf '640,480,1024\np 10.5,20.25,0\np 600,400,1\nb 100,50,300,200\n' > "$C/fuzz_prompt/points_box"
+  printf '1000,10\nb 0,0,1000,10\nm 256\n' > "$C/fuzz_prompt/box_mask"
+  printf '3,4000,64\np 2.999,3999.5\np 1e2,-0\n' > "$C/fuzz_prompt/tall"
+  printf 'p 1E+1,2.e-1,1\nb 0,0,1,1\n' > "$C/fuzz_prompt/no_size"
+  cp "$ROOT"/tests/security/regressions/prompt/* "$C/fuzz_prompt/"
+fi
 
 export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -68,5 +80,5 @@ for t in "${TARGETS[@]}"; do
   echo "== $t for ${SECONDS_PER_TARGET}s"
   mkdir -p "$B/crashes/$t"
   "$B/bin/$t" "$C/$t" -max_total_time="$SECONDS_PER_TARGET" -timeout=20 -rss_limit_mb=2048 -max_len=1048576 \
-      -artifact_prefix="$B/crashes/$t/" -print_final_stats=1 2>&1 | tee "$B/$t.log" | grep -E "^#[0-9]+.*(DONE|pulse)|stat::|ERROR|SUMMARY" || true
+      -artifact_prefix="$B/crashes/$t/" -print_final_stats=1 ${ATROUS_FUZZ_ARGS:-} 2>&1 | tee "$B/$t.log" | grep -E "^#[0-9]+.*(DONE|pulse)|stat::|ERROR|SUMMARY" || true
 done

@@ -7,6 +7,8 @@
 // it would meet in a real model. The reference kernel runs twice: with the
 // neighbours fast (blocked inputs reach it through planner-inserted reorders)
 // and with every node on its reference kernel.
+#include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "ops/op_registry.h"
@@ -80,7 +82,67 @@ void run_op_cases(const std::string& op) {
   }
 }
 
+void check_arena(const PlanInfo& plan, const std::string& what) {
+  INFO(what << ": arena " << plan.memory.arena_bytes << " B, lower bound " << plan.memory.lower_bound << " B\n"
+            << plan.memory.timeline);
+  CHECK(static_cast<double>(plan.memory.arena_bytes) <= 1.05 * static_cast<double>(plan.memory.lower_bound));
+}
+
 }  // namespace
+
+// Issue 2's memory target, on every model the tests build and every model shipped in models/.
+TEST_CASE("the arena stays within 5% of the lower bound on every test model and shipped model", "[ops][memory]") {
+  const std::string dir = data_dir("ATROUS_OP_CASES");
+  int checked = 0;
+  for (const std::string& name : list_cases(dir)) {
+    RefCase c = load_case(dir, name);
+    auto bytes = build_case_model(c);
+    auto model = Model::from_memory(bytes.data(), bytes.size());
+    REQUIRE(model.ok());
+    std::vector<std::pair<std::string, TensorView>> inputs;
+    for (const auto& n : c.inputs) inputs.emplace_back(n, c.tensors.at(n).view());
+    for (bool reference : {false, true}) {
+      SessionOptions opts;
+      opts.threads = 2;
+      opts.reference_only = reference;
+      RunOutput r = run_model(*model, inputs, opts);
+      REQUIRE(r.status.to_string() == "ok");
+      check_arena(r.plan, "case " + name + (reference ? " (reference)" : ""));
+      ++checked;
+    }
+  }
+  CHECK(checked > 20);
+
+  const std::string models = ATROUS_MODELS_DIR;
+  int shipped = 0;
+  for (const auto& f : std::filesystem::directory_iterator(models)) {
+    if (f.path().extension() != ".atrous") continue;
+    auto model = Model::open(f.path().string());
+    REQUIRE(model.ok());
+    for (const EntryPointInfo& e : (*model)->info().entries) {
+      for (const Shape& free_size : {Shape{161, 97}, Shape{64, 64}, Shape{333, 517}}) {
+        std::vector<Shape> shapes;
+        for (const TensorInfo& t : e.inputs) {
+          Shape s = t.shape;
+          int k = 0;
+          for (size_t a = 0; a < s.size(); ++a)
+            if (s[a] < 0) s[a] = a == 0 ? 1 : free_size[static_cast<size_t>(std::min(k++, 1))];  // batch 1
+          shapes.push_back(s);
+        }
+        SessionOptions opts;
+        opts.entry = e.name;
+        auto session = Session::create(*model, opts);
+        REQUIRE(session.ok());
+        REQUIRE((*session)->reshape(shapes).to_string() == "ok");
+        auto plan = (*session)->plan_info();
+        REQUIRE(plan.ok());
+        check_arena(*plan, f.path().filename().string() + " entry " + e.name);
+      }
+    }
+    ++shipped;
+  }
+  CHECK(shipped >= 1);
+}
 
 TEST_CASE("Conv2d matches PyTorch", "[ops]") { run_op_cases("Conv2d"); }
 TEST_CASE("ConvTranspose2d matches PyTorch", "[ops]") { run_op_cases("ConvTranspose2d"); }

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "atrous/image.h"
 #include "atrous/npy.h"
@@ -32,44 +31,15 @@ struct Options {
   int threads = 0;
 };
 
-// "1.5,2" -> {1.5, 2}; fails unless there are `min`..`max` finite numbers.
-Result<std::vector<float>> parse_numbers(const std::string& flag, const std::string& text, size_t min, size_t max,
-                                         const std::string& form) {
-  std::vector<float> v;
-  std::stringstream ss(text);
-  std::string tok;
-  auto bad = [&] { return invalid_argument(flag + " '" + text + "': expected " + form + " (numbers separated by commas)"); };
-  while (std::getline(ss, tok, ',')) {
-    size_t used = 0;
-    float x;
-    try {
-      x = std::stof(tok, &used);
-    } catch (const std::exception&) {
-      return bad();
-    }
-    while (used < tok.size() && std::isspace(static_cast<unsigned char>(tok[used]))) ++used;
-    if (used != tok.size() || !std::isfinite(x)) return bad();
-    v.push_back(x);
-  }
-  if (v.size() < min || v.size() > max || (!text.empty() && text.back() == ',')) return bad();
-  return v;
-}
-
 Result<SamPrompt> parse_prompt(const Options& o) {
   SamPrompt p;
   for (const std::string& s : o.points) {
-    ATROUS_ASSIGN_OR_RETURN(std::vector<float> v, parse_numbers("--point", s, 2, 3, "X,Y or X,Y,LABEL"));
-    SamPoint pt{v[0], v[1], 1};
-    if (v.size() == 3) {
-      if (v[2] != 0.0f && v[2] != 1.0f) return invalid_argument("--point '" + s + "': LABEL must be 1 (foreground) or 0 (background)");
-      pt.label = static_cast<int>(v[2]);
-    }
+    ATROUS_ASSIGN_OR_RETURN(SamPoint pt, parse_sam_point(s));
     p.points.push_back(pt);
   }
   if (!o.box.empty()) {
-    ATROUS_ASSIGN_OR_RETURN(std::vector<float> v, parse_numbers("--box", o.box, 4, 4, "X0,Y0,X1,Y1"));
+    ATROUS_ASSIGN_OR_RETURN(p.box, parse_sam_box(o.box));
     p.has_box = true;
-    p.box = {v[0], v[1], v[2], v[3]};
   }
   if (p.points.empty() && !p.has_box) return invalid_argument("no prompt: give at least one --point X,Y[,LABEL] or a --box X0,Y0,X1,Y1");
   p.multimask = o.multimask;
@@ -150,12 +120,7 @@ int run(const Options& o) {
   auto img = load_image(o.image);
   if (!img.ok()) return fail(img.status());
   // Check the prompt against the image before spending seconds on the encoder.
-  SamEmbedding sizes;
-  sizes.original_width = img->width;
-  sizes.original_height = img->height;
-  sizes.input_width = sizes.input_height = 1;
-  Tensor c, l;
-  if (Status st = (*sam)->prompt_tensors(sizes, *prompt, &c, &l); !st.ok()) return fail(st);
+  if (Status st = check_sam_prompt(*prompt, img->width, img->height, (*sam)->mask_input_size()); !st.ok()) return fail(st);
 
   using clock = std::chrono::steady_clock;
   double encode_s = 0;
@@ -196,7 +161,7 @@ int run(const Options& o) {
     std::vector<int32_t> labels(masks->mask(best), masks->mask(best) + static_cast<size_t>(W) * H);
     std::vector<uint8_t> palette = {0, 0, 0, 30, 144, 255};
     Image ov = overlay(to_rgb(*img), labels, palette, 0.5f);
-    auto dot = [&](float fx, float fy, uint8_t r, uint8_t g, uint8_t b) {
+    auto dot = [&](double fx, double fy, uint8_t r, uint8_t g, uint8_t b) {
       const int cx = static_cast<int>(fx), cy = static_cast<int>(fy), rad = std::max(2, std::min(W, H) / 150);
       for (int y = cy - rad; y <= cy + rad; ++y)
         for (int x = cx - rad; x <= cx + rad; ++x)
@@ -208,8 +173,8 @@ int run(const Options& o) {
     for (const SamPoint& p : prompt->points) dot(p.x, p.y, p.label ? 0 : 255, p.label ? 220 : 40, p.label ? 0 : 40);
     if (prompt->has_box) {
       const SamBox& b = prompt->box;
-      for (float x = b.x0; x <= b.x1; x += 1) dot(x, b.y0, 0, 220, 0), dot(x, b.y1, 0, 220, 0);
-      for (float y = b.y0; y <= b.y1; y += 1) dot(b.x0, y, 0, 220, 0), dot(b.x1, y, 0, 220, 0);
+      for (double x = b.x0; x <= b.x1; x += 1) dot(x, b.y0, 0, 220, 0), dot(x, b.y1, 0, 220, 0);
+      for (double y = b.y0; y <= b.y1; y += 1) dot(b.x0, y, 0, 220, 0), dot(b.x1, y, 0, 220, 0);
     }
     if (Status st = save_png(o.overlay, ov); !st.ok()) return fail(st);
   }

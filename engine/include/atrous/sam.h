@@ -94,10 +94,8 @@ class SamPredictor {
   // An embedding saved earlier (e.g. loaded from .npy), for an image of this size.
   Result<SamEmbedding> embedding_from(Tensor embedding, int original_width, int original_height) const;
 
-  // The decode entry point's inputs for a prompt: point_coords [1, N, 2] in the
-  // model's input frame (x · new_w / old_w, y · new_h / old_h, in double then f32),
-  // point_labels [1, N]: the points, a padding point (label −1) when there is no
-  // box, then the box corners (labels 2, 3). Checks the prompt.
+  // The decode entry point's inputs for a prompt: sam_prompt_tensors() with the
+  // embedding's sizes (the prompt is checked; its mask_input is not looked at).
   Status prompt_tensors(const SamEmbedding& embedding, const SamPrompt& prompt, Tensor* coords, Tensor* labels) const;
 
   int image_size() const;       // model input side (1024)
@@ -109,6 +107,45 @@ class SamPredictor {
   explicit SamPredictor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- prompts without a model (the CLI, tools/fuzz/fuzz_prompt) -------------------------
+
+// The most points one prompt may have: each is a decoder token, and the decoder's
+// time and memory grow with their number.
+constexpr size_t kSamMaxPoints = 1024;
+
+// A point as text, in original-image pixels: "X,Y" (foreground) or "X,Y,LABEL" with
+// LABEL 1 (foreground) or 0 (background). Strict: decimal numbers (an optional '-',
+// digits with an optional fraction and exponent: "12", "-3.5", "1e2") separated by
+// single commas, nothing else: no spaces, no empty field, no inf or nan, nothing
+// beyond float's range. Whether the point is inside the image is check_sam_prompt's
+// job. The error quotes the text (shortened) and says what is wrong with it.
+Result<SamPoint> parse_sam_point(const std::string& text);
+// A box as text: "X0,Y0,X1,Y1" (top-left, bottom-right), the numbers as for points.
+Result<SamBox> parse_sam_box(const std::string& text);
+
+// What SamPredictor::decode checks before it runs anything, for an original image of
+// width × height: at least one point or a box; at most kSamMaxPoints points; every point
+// finite with 0 <= x < width, 0 <= y < height and label 0 or 1; a box finite inside
+// [0, width] × [0, height] with x0 <= x1 and y0 <= y1; and, when mask_input_size > 0, a
+// mask_input (if there is one) that is f32 [M, M], [1, M, M] or [1, 1, M, M] with
+// M = mask_input_size (0: mask_input is not checked).
+Status check_sam_prompt(const SamPrompt& prompt, int width, int height, int mask_input_size);
+
+// The size of a width × height image inside the image_size² model input after the
+// longest-side resize (segment_anything's ResizeLongestSide.get_preprocess_shape:
+// round(side · image_size / longest side)). Fails for an empty image or one so
+// elongated that a side resizes to 0 pixels.
+Status sam_resized_size(int width, int height, int image_size, int* input_width, int* input_height);
+
+// The decode entry point's inputs for a prompt on a width × height image that was
+// resized to input_width × input_height: point_coords [1, N, 2] in the model's input
+// frame (x · input_width / width, y · input_height / height, in double then f32) and
+// point_labels [1, N]: the points, a padding point (0, 0, label −1) when there is no
+// box, then the box corners (labels 2, 3). Checks the prompt first
+// (check_sam_prompt without mask_input).
+Status sam_prompt_tensors(const SamPrompt& prompt, int width, int height, int input_width, int input_height, Tensor* coords,
+                          Tensor* labels);
 
 // segment_anything's Sam.postprocess_masks for one mask: logits [M, M] bilinearly
 // upsampled to image_size², cropped to input_width × input_height, then resized to

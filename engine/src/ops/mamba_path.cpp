@@ -172,9 +172,17 @@ Status run_mamba_path(const ssm::SsmIsa& isa, const MambaDims& d, const MambaWei
 
   const int64_t units = (Di + isa.scan_unit - 1) / isa.scan_unit;
   const int64_t chunks = (L + kMambaChunk - 1) / kMambaChunk;
+  // Too little work to split (a streamed step is one token): one thread. Two threads
+  // would meet at a barrier per chunk, and on a loaded machine a descheduled partner
+  // costs a scheduler tick (measured: 1.6-3 ms per layer per token instead of ~0.1 ms).
+  const int64_t work = L * Di * (N + NX);
+  const int64_t team = work < kMambaSerialWork ? 1 : std::min<int64_t>(s.threads, units);
   Status first_error;  // a GEMM failure in any thread (oneDNN errors are not expected)
-#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(s.threads, units)))
+#pragma omp parallel num_threads(static_cast<int>(team))
   {
+    // A team of one is not an active parallel region, so oneDNN would start its own
+    // threads inside; keep its GEMMs on this thread (the setting ends with the region).
+    if (team == 1) omp_set_num_threads(1);
     const int nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t c0 = std::min(Di, units * tid / nth * isa.scan_unit);
     const int64_t c1 = std::min(Di, units * (tid + 1) / nth * isa.scan_unit);

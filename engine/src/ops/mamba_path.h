@@ -70,6 +70,8 @@ struct MambaPathIO {
 // 256 beat 128 and 512 (fewer barriers; a thread's u and delta, 256 × 768 × 4 B each,
 // still fit its 2 MiB L2); docs/performance.md.
 constexpr int64_t kMambaChunk = 256;
+// Below this many multiply-adds (L · d_inner · (N + R + 2N)) a sequence runs on one thread.
+constexpr int64_t kMambaSerialWork = int64_t{1} << 20;
 
 // Scratch of run_mamba_path, requested at plan time.
 struct MambaPathScratch {

@@ -62,6 +62,31 @@ bool sniff_dimensions(const uint8_t* d, size_t n, int64_t* w, int64_t* h) {
   return false;
 }
 
+// stb_image 2.27 (Debian 12) builds a Huffman table from a DHT segment's 16 code
+// counts without checking that they add up to at most 256 symbols, and writes past its
+// table when they do (found by fuzz_image; upstream fixed it in 2.28). Every 0xFF 0xC4
+// (DHT marker) in a JPEG is checked the way stb reads the segment: tables while the
+// segment's remaining length is positive, each 1 + 16 count bytes + its symbols, even when
+// the length field is too short for them. Checking every occurrence, not only the ones
+// a marker walk reaches, is a superset of what stb can see; a valid file never has a
+// table over 256 codes, wherever the bytes are.
+bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
+  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return true;
+  for (size_t m = 0; m + 3 < n; ++m) {
+    if (d[m] != 0xFF || d[m + 1] != 0xC4) continue;
+    int64_t left = ((static_cast<int64_t>(d[m + 2]) << 8) | d[m + 3]) - 2;
+    size_t i = m + 4;
+    while (left > 0 && i < n) {
+      int symbols = 0;
+      for (size_t k = 1; k <= 16 && i + k < n; ++k) symbols += d[i + k];
+      if (symbols > 256) return false;
+      i += 17 + static_cast<size_t>(symbols);
+      left -= 17 + symbols;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& label, int64_t max_pixels) {
@@ -72,6 +97,8 @@ Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& 
   if (sniff_dimensions(data, size, &sw, &sh) && sw > 0 && sh > 0 && sw * sh > max_pixels)
     return out_of_memory(who + " claims " + std::to_string(sw) + "x" + std::to_string(sh) + " = " + std::to_string(sw * sh) +
                          " pixels, over the limit of " + std::to_string(max_pixels));
+  if (!jpeg_huffman_tables_ok(data, size))
+    return invalid_argument(who + " is corrupt (a JPEG Huffman table lists more than 256 codes)");
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &c))
     return invalid_argument(who + " is not a readable image (" + stbi_failure_reason() + ")");

@@ -215,58 +215,18 @@ Result<SamEmbedding> SamPredictor::embedding_from(Tensor embedding, int original
   if (embedding.dtype() != DType::kF32 || embedding.shape() != want)
     return invalid_argument("image embedding must be f32 " + shape_string(want) + " for this model, got " +
                             dtype_name(embedding.dtype()) + " " + shape_string(embedding.shape()));
-  if (original_width < 1 || original_height < 1)
-    return invalid_argument("image size " + std::to_string(original_width) + "x" + std::to_string(original_height) + " is empty");
   SamEmbedding e;
+  ATROUS_RETURN_IF_ERROR(sam_resized_size(original_width, original_height, impl_->image_size, &e.input_width, &e.input_height));
   e.embedding = std::move(embedding);
   e.original_width = original_width;
   e.original_height = original_height;
-  const double scale = static_cast<double>(impl_->image_size) / std::max(original_width, original_height);
-  e.input_width = static_cast<int>(original_width * scale + 0.5);
-  e.input_height = static_cast<int>(original_height * scale + 0.5);
   return e;
 }
 
 Status SamPredictor::prompt_tensors(const SamEmbedding& emb, const SamPrompt& prompt, Tensor* coords, Tensor* labels) const {
-  const int W = emb.original_width, H = emb.original_height;
-  if (W < 1 || H < 1 || emb.input_width < 1 || emb.input_height < 1) return invalid_argument("the image embedding has no image size");
-  if (prompt.points.empty() && !prompt.has_box) return invalid_argument("no prompt: give at least one point or a box");
-  for (size_t i = 0; i < prompt.points.size(); ++i) {
-    const SamPoint& p = prompt.points[i];
-    const std::string what = "point " + std::to_string(i + 1) + " (" + std::to_string(p.x) + ", " + std::to_string(p.y) + ")";
-    if (!std::isfinite(p.x) || !std::isfinite(p.y) || p.x < 0 || p.y < 0 || p.x >= W || p.y >= H)
-      return invalid_argument(what + " is outside the " + std::to_string(W) + "x" + std::to_string(H) + " image");
-    if (p.label != 0 && p.label != 1) return invalid_argument(what + " has label " + std::to_string(p.label) + " (1 foreground, 0 background)");
-  }
-  if (prompt.has_box) {
-    const SamBox& b = prompt.box;
-    const bool finite = std::isfinite(b.x0) && std::isfinite(b.y0) && std::isfinite(b.x1) && std::isfinite(b.y1);
-    if (!finite || b.x0 < 0 || b.y0 < 0 || b.x1 > W || b.y1 > H)
-      return invalid_argument("box (" + std::to_string(b.x0) + ", " + std::to_string(b.y0) + ", " + std::to_string(b.x1) + ", " +
-                              std::to_string(b.y1) + ") is outside the " + std::to_string(W) + "x" + std::to_string(H) + " image");
-    if (b.x1 < b.x0 || b.y1 < b.y0) return invalid_argument("box corners must be top-left then bottom-right (x0 <= x1, y0 <= y1)");
-  }
-  const int64_t n = static_cast<int64_t>(prompt.points.size()) + (prompt.has_box ? 2 : 1);
-  *coords = Tensor::zeros(DType::kF32, {1, n, 2});
-  *labels = Tensor::zeros(DType::kF32, {1, n});
-  float* c = coords->data<float>();
-  float* l = labels->data<float>();
-  const double sx = static_cast<double>(emb.input_width) / W, sy = static_cast<double>(emb.input_height) / H;
-  int64_t k = 0;
-  auto put = [&](double x, double y, float label) {
-    c[2 * k] = static_cast<float>(x * sx);
-    c[2 * k + 1] = static_cast<float>(y * sy);
-    l[k++] = label;
-  };
-  for (const SamPoint& p : prompt.points) put(p.x, p.y, static_cast<float>(p.label));
-  if (prompt.has_box) {
-    put(prompt.box.x0, prompt.box.y0, 2.0f);
-    put(prompt.box.x1, prompt.box.y1, 3.0f);
-  } else {
-    c[2 * k] = c[2 * k + 1] = 0.0f;  // the padding point
-    l[k++] = -1.0f;
-  }
-  return Status::Ok();
+  if (emb.original_width < 1 || emb.original_height < 1 || emb.input_width < 1 || emb.input_height < 1)
+    return invalid_argument("the image embedding has no image size");
+  return sam_prompt_tensors(prompt, emb.original_width, emb.original_height, emb.input_width, emb.input_height, coords, labels);
 }
 
 Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& prompt) const {
@@ -274,16 +234,11 @@ Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& 
   if (emb.embedding.shape() != Shape{1, im.embed, im.grid, im.grid})
     return invalid_argument("image embedding " + shape_string(emb.embedding.shape()) + " does not fit this model (" +
                             shape_string({1, im.embed, im.grid, im.grid}) + ")");
+  if (emb.original_width < 1 || emb.original_height < 1) return invalid_argument("the image embedding has no image size");
+  ATROUS_RETURN_IF_ERROR(check_sam_prompt(prompt, emb.original_width, emb.original_height, im.mask_size));
   const bool has_mask = prompt.mask_input.raw() != nullptr;
   const int64_t ms = im.mask_size;
-  TensorView mask_view = im.zero_mask.view();
-  if (has_mask) {
-    const Shape& s = prompt.mask_input.shape();
-    if (prompt.mask_input.dtype() != DType::kF32 || (s != Shape{ms, ms} && s != Shape{1, ms, ms} && s != Shape{1, 1, ms, ms}))
-      return invalid_argument("mask_input must be f32 " + shape_string({1, 1, ms, ms}) + " (or " + shape_string({1, ms, ms}) +
-                              ") low-resolution logits, got " + dtype_name(prompt.mask_input.dtype()) + " " + shape_string(s));
-    mask_view = TensorView{DType::kF32, {1, 1, ms, ms}, prompt.mask_input.raw()};
-  }
+  const TensorView mask_view = has_mask ? TensorView{DType::kF32, {1, 1, ms, ms}, prompt.mask_input.raw()} : im.zero_mask.view();
   Tensor coords, labels;
   ATROUS_RETURN_IF_ERROR(prompt_tensors(emb, prompt, &coords, &labels));
   const int64_t n = coords.shape()[1];
