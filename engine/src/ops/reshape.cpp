@@ -34,8 +34,13 @@ Status infer(ShapeContext& ctx) {
       if (i >= in.size()) return ctx.fail("target dim " + std::to_string(i) + " is 0 (copy) but the input has rank " + std::to_string(in.size()));
       d = in[i];
     }
-    if (d == -1) free = static_cast<int>(i);
-    else known *= d;
+    if (d < -1) return ctx.fail("target dim " + std::to_string(i) + " is " + std::to_string(d) + " (dims are >= 0, or -1 once)");
+    if (d == -1) {
+      if (free >= 0) return ctx.fail("more than one target dim is -1");
+      free = static_cast<int>(i);
+    } else if (__builtin_mul_overflow(known, d, &known)) {
+      return ctx.fail("the target shape " + shape_string(Shape(a.shape.begin(), a.shape.end())) + " overflows 64 bits");
+    }
     out.push_back(d);
   }
   if (free >= 0) {

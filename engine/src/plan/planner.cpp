@@ -97,6 +97,7 @@ uint64_t estimate_lower_bound(const ir::Graph& g) {
     auto nb = checked_nbytes(val.shape, val.dtype);
     uint64_t bytes = nb.ok() ? *nb : 0;
     int first = val.kind == ir::ValueKind::kInput ? 0 : val.producer;
+    if (first < 0) continue;  // an intermediate nothing produces (and so nothing reads)
     mp.add_buffer(bytes, first, std::max(first, last[v]));
   }
   return mp.plan().lower_bound;

@@ -71,7 +71,10 @@ bool sniff_dimensions(const uint8_t* d, size_t n, int64_t* w, int64_t* h) {
 // a marker walk reaches, is a superset of what stb can see; a valid file never has a
 // table over 256 codes, wherever the bytes are.
 bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
-  if (n < 4 || d[0] != 0xFF || d[1] != 0xD8) return true;
+  // stb takes any run of 0xFF fill bytes before the SOI marker (0xD8).
+  size_t soi = 0;
+  while (soi < n && d[soi] == 0xFF) ++soi;
+  if (soi == 0 || soi >= n || d[soi] != 0xD8) return true;
   for (size_t m = 0; m + 3 < n; ++m) {
     if (d[m] != 0xFF || d[m + 1] != 0xC4) continue;
     int64_t left = ((static_cast<int64_t>(d[m + 2]) << 8) | d[m + 3]) - 2;
@@ -94,8 +97,9 @@ Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& 
   if (size == 0) return invalid_argument(who + " is empty");
   if (size > static_cast<size_t>(INT32_MAX)) return invalid_argument(who + " is larger than 2 GiB");
   int64_t sw = 0, sh = 0;
-  if (sniff_dimensions(data, size, &sw, &sh) && sw > 0 && sh > 0 && sw * sh > max_pixels)
-    return out_of_memory(who + " claims " + std::to_string(sw) + "x" + std::to_string(sh) + " = " + std::to_string(sw * sh) +
+  if (sniff_dimensions(data, size, &sw, &sh) && sw > 0 && sh > 0 && sw > max_pixels / sh)
+    return out_of_memory(who + " claims " + std::to_string(sw) + "x" + std::to_string(sh) + " = " +
+                         std::to_string(static_cast<uint64_t>(sw) * static_cast<uint64_t>(sh)) +  // both < 2^32
                          " pixels, over the limit of " + std::to_string(max_pixels));
   if (!jpeg_huffman_tables_ok(data, size))
     return invalid_argument(who + " is corrupt (a JPEG Huffman table lists more than 256 codes)");
