@@ -5,13 +5,13 @@ The network is the `gcn` recipe's (tests/segmentation/gcn_net.py): a small
 Bottleneck ResNet whose layer3 and layer4 use dilated 3x3 convolutions instead of
 strides (output stride 8), a GCN block (k = 15) + Boundary Refinement on every stage,
 and the upsampling path with BR blocks to full resolution. It learns to label the
-synthetic scenes of shapes_data.py (background, circle, square, triangle, star, ring).
+synthetic scenes of shapes_data.py (background, circle, square, triangle, star).
 
     /usr/bin/python3 models/train_shapes_gcn.py --out /tmp/shapes [--steps 1500] [--threads 2]
     build/bin/atrous convert --arch gcn --config models/shapes_gcn.json /tmp/shapes/shapes_gcn.pth -o models/shapes_gcn.atrous
 
 With --atrous PATH (the CLI) the script converts the weights itself, into --model.
-Seeds are fixed; a run takes ~5 minutes on two cores.
+Seeds are fixed; on two otherwise idle cores a step takes ~0.1 s (the defaults: ~6 minutes).
 """
 import argparse
 import os

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -147,6 +148,37 @@ TEST_CASE("expressions: Python-like arithmetic on config values") {
   CHECK(eval("exec(1)").status().message().find("unknown function exec()") != std::string::npos);
   CHECK(!eval("1 +").ok());
   CHECK(!eval("(1").ok());
+}
+
+TEST_CASE("expressions: 64-bit integer overflow is an error, never a wrap or a trap") {
+  // Written from a libFuzzer-style review of json_template.cpp: each of these was undefined
+  // behaviour (INT64_MIN // -1 and % -1 raised SIGFPE) before the checks.
+  const std::string min = "(-9223372036854775807 - 1)";
+  auto overflow = [](const std::string& e) {
+    auto r = eval(e);
+    INFO(e << " -> " << (r.ok() ? r->dump() : r.status().to_string()));
+    return !r.ok() && r.status().message().find("overflow") != std::string::npos;
+  };
+  CHECK(overflow(min + " // -1"));
+  CHECK(*eval(min + " % -1") == json(0));
+  CHECK(*eval(min + " // 1") == json(std::numeric_limits<int64_t>::min()));
+  CHECK(*eval("7 // -1") == json(-7));
+  CHECK(*eval("-7 % -3") == json(-1));
+  CHECK(*eval("7 % -3") == json(-2));
+  CHECK(overflow("9223372036854775807 + 1"));
+  CHECK(overflow(min + " - 1"));
+  CHECK(overflow("4294967296 * 4294967296"));
+  CHECK(overflow("3 ** 40"));
+  CHECK(*eval("3 ** 39") == json(int64_t{4052555153018976267}));
+  CHECK(overflow("-" + min));
+  CHECK(overflow("abs(" + min + ")"));
+  CHECK(*eval("abs(-5)") == json(5));
+  CHECK(!eval("int(1e300)").ok());
+  CHECK(!eval("int(-9.3e18)").ok());
+  CHECK(*eval("int(-9.2e18)") == json(int64_t{-9200000000000000000}));
+  CHECK(!eval("int(sqrt(-0.0) / 0.0 * 0)").ok());  // division by zero before any NaN
+  CHECK(eval("99999999999999999999").status().message().find("64 bits") != std::string::npos);
+  CHECK(*eval("9223372036854775807") == json(std::numeric_limits<int64_t>::max()));
 }
 
 TEST_CASE("substitution: $name, $(expr), {name} and $$") {

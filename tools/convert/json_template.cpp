@@ -1,6 +1,7 @@
 #include "convert/json_template.h"
 
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -54,10 +55,10 @@ class Parser {
     while (true) {
       if (eat("+")) {
         ATROUS_ASSIGN_OR_RETURN(Num b, term());
-        a = arith('+', a, b);
+        ATROUS_ASSIGN_OR_RETURN(a, arith('+', a, b));
       } else if (eat("-")) {
         ATROUS_ASSIGN_OR_RETURN(Num b, term());
-        a = arith('-', a, b);
+        ATROUS_ASSIGN_OR_RETURN(a, arith('-', a, b));
       } else {
         return a;
       }
@@ -75,7 +76,7 @@ class Parser {
       else return a;
       ATROUS_ASSIGN_OR_RETURN(Num b, unary());
       if ((op == '/' || op == 'f' || op == '%') && b.as_double() == 0) return fail("division by zero");
-      a = arith(op, a, b);
+      ATROUS_ASSIGN_OR_RETURN(a, arith(op, a, b));
     }
   }
 
@@ -87,7 +88,9 @@ class Parser {
     } leave{depth_};
     if (eat("-")) {
       ATROUS_ASSIGN_OR_RETURN(Num v, unary());
-      return v.is_int ? Num::of_int(-v.i) : Num::of_double(-v.d);
+      if (!v.is_int) return Num::of_double(-v.d);
+      if (v.i == std::numeric_limits<int64_t>::min()) return overflow("-");
+      return Num::of_int(-v.i);
     }
     if (eat("+")) return unary();
     return power();
@@ -99,7 +102,8 @@ class Parser {
       ATROUS_ASSIGN_OR_RETURN(Num b, unary());
       if (a.is_int && b.is_int && b.i >= 0 && b.i < 64) {
         int64_t r = 1;
-        for (int64_t k = 0; k < b.i; ++k) r *= a.i;
+        for (int64_t k = 0; k < b.i; ++k)
+          if (__builtin_mul_overflow(r, a.i, &r)) return overflow("**");
         return Num::of_int(r);
       }
       return Num::of_double(std::pow(a.as_double(), b.as_double()));
@@ -137,8 +141,10 @@ class Parser {
         if (*end) return fail("bad number '" + tok + "'");
         return Num::of_double(v);
       }
+      errno = 0;
       long long v = std::strtoll(tok.c_str(), &end, 10);
       if (*end) return fail("bad number '" + tok + "'");
+      if (errno == ERANGE) return fail("integer " + tok + " does not fit in 64 bits");
       return Num::of_int(v);
     }
     if (!ident_start(c)) return fail("unexpected '" + std::string(1, c) + "'");
@@ -170,9 +176,18 @@ class Parser {
       if (a[0].as_double() < 0) return fail("sqrt of a negative number");
       return Num::of_double(std::sqrt(a[0].as_double()));
     }
-    if (f == "int" && need(1)) return Num::of_int(a[0].is_int ? a[0].i : static_cast<int64_t>(a[0].d));
+    if (f == "int" && need(1)) {
+      if (a[0].is_int) return a[0];
+      // 2^63 is exactly representable; anything at or beyond it (or NaN) has no int64 value.
+      if (!(std::fabs(a[0].d) < 9223372036854775808.0)) return fail("int() of " + std::to_string(a[0].d) + " does not fit in 64 bits");
+      return Num::of_int(static_cast<int64_t>(a[0].d));
+    }
     if (f == "float" && need(1)) return Num::of_double(a[0].as_double());
-    if (f == "abs" && need(1)) return a[0].is_int ? Num::of_int(std::llabs(a[0].i)) : Num::of_double(std::fabs(a[0].d));
+    if (f == "abs" && need(1)) {
+      if (!a[0].is_int) return Num::of_double(std::fabs(a[0].d));
+      if (a[0].i == std::numeric_limits<int64_t>::min()) return overflow("abs()");
+      return Num::of_int(a[0].i < 0 ? -a[0].i : a[0].i);
+    }
     if ((f == "min" || f == "max") && a.size() >= 1) {
       Num r = a[0];
       for (const Num& x : a) {
@@ -185,21 +200,37 @@ class Parser {
                 " arguments (known: sqrt, int, float, abs, min, max)");
   }
 
-  static Num arith(char op, const Num& a, const Num& b) {
+  Status overflow(const char* op) const { return fail(std::string("integer overflow in ") + op); }
+
+  // Integers are 64-bit with Python's floor division and modulo; a result that does not fit
+  // is an error (never wrapped, never undefined behaviour).
+  Result<Num> arith(char op, const Num& a, const Num& b) const {
     if (a.is_int && b.is_int && op != '/') {
+      int64_t r = 0;
       switch (op) {
-        case '+': return Num::of_int(a.i + b.i);
-        case '-': return Num::of_int(a.i - b.i);
-        case '*': return Num::of_int(a.i * b.i);
-        case 'f': {
-          int64_t q = a.i / b.i;
-          if ((a.i % b.i != 0) && ((a.i < 0) != (b.i < 0))) --q;
-          return Num::of_int(q);
-        }
-        case '%': {
-          int64_t r = a.i % b.i;
-          if (r != 0 && ((r < 0) != (b.i < 0))) r += b.i;
+        case '+':
+          if (__builtin_add_overflow(a.i, b.i, &r)) return overflow("+");
           return Num::of_int(r);
+        case '-':
+          if (__builtin_sub_overflow(a.i, b.i, &r)) return overflow("-");
+          return Num::of_int(r);
+        case '*':
+          if (__builtin_mul_overflow(a.i, b.i, &r)) return overflow("*");
+          return Num::of_int(r);
+        case 'f':
+        case '%': {
+          // b != 0 (checked by the caller); INT64_MIN / -1 is the one quotient that overflows.
+          if (b.i == -1) {
+            if (op == '%') return Num::of_int(0);
+            if (a.i == std::numeric_limits<int64_t>::min()) return overflow("//");
+            return Num::of_int(-a.i);
+          }
+          int64_t q = a.i / b.i, m = a.i % b.i;
+          if (m != 0 && ((m < 0) != (b.i < 0))) {
+            --q;
+            m += b.i;
+          }
+          return Num::of_int(op == 'f' ? q : m);
         }
       }
     }
