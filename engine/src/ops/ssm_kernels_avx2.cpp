@@ -42,6 +42,10 @@ struct V {
   static inline vec min(vec a, vec b) { return _mm256_min_ps(a, b); }
   static inline vec abs(vec a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
   static inline vec round(vec a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static inline vec floor_frac(vec x, vec& n) {
+    n = _mm256_floor_ps(x);
+    return _mm256_sub_ps(x, n);
+  }
   // p·2^n for integral n <= 127 by building the float 2^n; n below -126 is clamped
   // (the results, below 2^-126, become p·2^-126 instead of denormals or 0: negligible).
   static inline vec pow2n(vec p, vec n) {
@@ -49,6 +53,7 @@ struct V {
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   }
+  static inline vec pow2_floor(vec p, vec, vec n) { return pow2n(p, n); }
 };
 
 #include "ops/ssm_kernels.inc"

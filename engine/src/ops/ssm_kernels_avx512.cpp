@@ -48,6 +48,13 @@ struct V {
   static inline vec abs(vec a) { return _mm512_abs_ps(a); }
   static inline vec round(vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static inline vec pow2n(vec p, vec n) { return _mm512_scalef_ps(p, n); }
+  // x - floor(x) in one VREDUCEPS (imm: keep 0 fraction bits, round down, no exceptions);
+  // VSCALEFPS floors its exponent operand itself, so n stays unused.
+  static inline vec floor_frac(vec x, vec& n) {
+    n = x;
+    return _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  }
+  static inline vec pow2_floor(vec p, vec x, vec) { return _mm512_scalef_ps(p, x); }
 };
 
 #include "ops/ssm_kernels.inc"
