@@ -56,12 +56,22 @@ std::vector<uint8_t> safetensors(const std::vector<FakeTensor>& ts) {
 }
 
 std::string temp_file(const std::string& name, const std::vector<uint8_t>& bytes) {
-  static std::string dir = [] {
-    std::string t = (fs::temp_directory_path() / "atrous-recipe-test-XXXXXX").string();
-    REQUIRE(mkdtemp(t.data()));
-    return t;
-  }();
-  std::string p = dir + "/" + name;
+  // One directory per process, removed when the process exits (ctest runs each case
+  // as its own process: without this every run left a directory behind).
+  struct Dir {
+    std::string path;
+    Dir() {
+      path = (fs::temp_directory_path() / "atrous-recipe-test-XXXXXX").string();
+      if (!mkdtemp(path.data())) path.clear();
+    }
+    ~Dir() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  };
+  static Dir dir;
+  REQUIRE(!dir.path.empty());
+  std::string p = dir.path + "/" + name;
   std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   return p;
 }
