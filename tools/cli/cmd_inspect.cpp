@@ -94,7 +94,10 @@ int run(const Options& o) {
     if (!o.json) {
       std::printf("\nentry point '%s': %zu nodes\n", e.name.c_str(), e.num_nodes);
       for (const auto& t : e.inputs) std::printf("  input  %-20s %-4s %s\n", t.name.c_str(), dtype_name(t.dtype), shape_string(t.shape).c_str());
-      for (const auto& t : e.outputs) std::printf("  output %-20s %-4s %s\n", t.name.c_str(), dtype_name(t.dtype), shape_string(t.shape).c_str());
+      // An output the file does not declare a shape for gets it from the plan (below).
+      for (const auto& t : e.outputs)
+        std::printf("  output %-20s %-4s %s\n", t.name.c_str(), dtype_name(t.dtype),
+                    t.shape.empty() ? "(shape follows from the inputs)" : shape_string(t.shape).c_str());
       if (e.has_preprocess) std::printf("  preprocess:  %s\n", describe_pre(e.preprocess).c_str());
       if (e.has_postprocess) std::printf("  postprocess: %s\n", describe_post(e.postprocess).c_str());
     }
@@ -136,6 +139,10 @@ int run(const Options& o) {
     doc["entries"].push_back(je);
     if (o.json) continue;
     std::printf("  plan for %s, %d threads, %.3f GFLOP:\n", shape_desc.c_str(), plan.threads, total_flops / 1e9);
+    for (size_t i = 0; i < e.outputs.size(); ++i) {
+      auto v = (*s)->output(i);  // shapes are known once planned (the data only after run())
+      if (v.ok()) std::printf("    output %s %s\n", e.outputs[i].name.c_str(), shape_string(v->shape).c_str());
+    }
     std::printf("    %-4s %-28s %-16s %-22s %-20s %-10s %s\n", "step", "node", "op", "kernel", "output", "layout", "GFLOP");
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       const StepInfo& si = plan.steps[i];
