@@ -1,5 +1,10 @@
 #include "atrous/npy.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -100,14 +105,40 @@ Result<Tensor> parse_npy(const uint8_t* data, size_t size, const std::string& la
   return t;
 }
 
+// The file is mapped, not read into a buffer: the tensor is the only copy that outlives
+// the call (a read buffer grown by doubling left its freed chunks resident in the heap:
+// 12-16 MiB of peak RSS for SAM's 12 MiB input image).
 Result<Tensor> load_npy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return io_error("cannot open '" + path + "': " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  return parse_npy(bytes.data(), bytes.size(), path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return io_error("cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return io_error("cannot stat '" + path + "': " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return io_error("'" + path + "' is not a regular file");
+  }
+  const size_t size = static_cast<size_t>(st.st_size);
+  if (size == 0) {
+    ::close(fd);
+    return parse_npy(nullptr, 0, path);
+  }
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  ::close(fd);
+  if (m == MAP_FAILED) return io_error("cannot map '" + path + "': " + std::strerror(e));
+  Result<Tensor> t = parse_npy(static_cast<const uint8_t*>(m), size, path);
+  ::munmap(m, size);
+  return t;
 }
 
-std::vector<uint8_t> encode_npy(const TensorView& t) {
+namespace {
+
+// The .npy v1 header of t (magic, version, length, dict padded so the data is 64-aligned).
+std::vector<uint8_t> npy_header(const TensorView& t) {
   const char* descr = "<f4";
   switch (t.dtype) {
     case DType::kF32: descr = "<f4"; break;
@@ -124,18 +155,30 @@ std::vector<uint8_t> encode_npy(const TensorView& t) {
   size_t total = 10 + h.size() + 1;
   h.append((64 - total % 64) % 64, ' ');
   h += '\n';
-  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(h.size() & 0xff), static_cast<uint8_t>(h.size() >> 8)};
-  out.insert(out.end(), h.begin(), h.end());
+  const uint8_t magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(h.size() & 0xff), static_cast<uint8_t>(h.size() >> 8)};
+  std::vector<uint8_t> out(sizeof magic + h.size());
+  std::memcpy(out.data(), magic, sizeof magic);
+  std::memcpy(out.data() + sizeof magic, h.data(), h.size());
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_npy(const TensorView& t) {
+  std::vector<uint8_t> out = npy_header(t);
   const auto* d = static_cast<const uint8_t*>(t.data);
   out.insert(out.end(), d, d + t.nbytes());
   return out;
 }
 
+// Header, then the data straight from the tensor (no second copy of a large output).
 Status save_npy(const std::string& path, const TensorView& t) {
-  std::vector<uint8_t> bytes = encode_npy(t);
+  const std::vector<uint8_t> header = npy_header(t);
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) return io_error("cannot write '" + path + "': " + std::strerror(errno));
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  const size_t n = static_cast<size_t>(t.nbytes());
+  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size();
+  ok = ok && (n == 0 || std::fwrite(t.data, 1, n, f) == n);
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) return io_error("writing '" + path + "' failed");
   return Status::Ok();
