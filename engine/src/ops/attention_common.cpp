@@ -500,30 +500,47 @@ ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads) {
   return s;
 }
 
-Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref) {
+std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx, const ProjShapes& s) {
+  auto p = std::make_unique<PackedProjections>();
+  auto make = [&](int64_t rows, int64_t e, int w, int bias, int64_t n) {
+    const void* wc = w < static_cast<int>(ctx.constant.size()) ? ctx.constant[static_cast<size_t>(w)] : nullptr;
+    return PackedGemm::create(ctx, rows, e, n, wc, present(ctx, bias));
+  };
+  p->q = make(s.batch * s.lq, s.eq, kWq, kBq, s.inner);
+  p->k = make(s.batch * s.lk, s.ek, kWk, kBk, s.inner);
+  p->v = make(s.batch * s.lk, s.ev, kWv, kBv, s.inner_v);
+  p->o = make(s.batch * s.lq, s.inner_v, kWo, kBo, s.eo);
+  return p;
+}
+
+Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref,
+                   const PackedProjections* packed) {
   auto in = [&](int i) { return input_or_null(b, i); };
   const float* xq = in(kQuery);
   const float* xk = in(kKey) ? in(kKey) : xq;
   const float* xv = in(kValue) ? in(kValue) : xk;
-  struct P { const float* x; int64_t rows, e; int w, bias; float* dst; int64_t n; };
-  const P ps[3] = {{xq, s.batch * s.lq, s.eq, kWq, kBq, q, s.inner},
-                   {xk, s.batch * s.lk, s.ek, kWk, kBk, k, s.inner},
-                   {xv, s.batch * s.lk, s.ev, kWv, kBv, v, s.inner_v}};
+  struct P { const float* x; int64_t rows, e; int w, bias; float* dst; int64_t n; const PackedGemm* g; };
+  const P ps[3] = {{xq, s.batch * s.lq, s.eq, kWq, kBq, q, s.inner, packed ? packed->q.get() : nullptr},
+                   {xk, s.batch * s.lk, s.ek, kWk, kBk, k, s.inner, packed ? packed->k.get() : nullptr},
+                   {xv, s.batch * s.lk, s.ev, kWv, kBv, v, s.inner_v, packed ? packed->v.get() : nullptr}};
   for (const P& p : ps) {
     if (!p.dst) continue;
     if (ref) project_ref(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n);
+    else if (p.g) ATROUS_RETURN_IF_ERROR(p.g->run(p.x, in(p.bias), p.dst, b));
     else ATROUS_RETURN_IF_ERROR(project(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n));
   }
   return Status::Ok();
 }
 
-Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref) {
+Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref,
+                   const PackedProjections* packed) {
   const float* w = input_or_null(b, kWo);
   const float* bias = input_or_null(b, kBo);
   if (ref) {
     project_ref(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
     return Status::Ok();
   }
+  if (packed && packed->o) return packed->o->run(o, bias, y, b);
   return project(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
 }
 

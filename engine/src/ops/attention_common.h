@@ -19,10 +19,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "atrous/status.h"
 #include "atrous/tensor.h"
+#include "onednn/packed_gemm.h"
 #include "ops/op_registry.h"
 
 namespace atrous::attn {
@@ -118,11 +120,21 @@ Status check_projections(CheckContext& ctx);
 Status infer_projections(ShapeContext& ctx, int64_t heads, ProjShapes* s);
 ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads);
 
+// The four projection weights packed at plan time (PackedGemm); an entry stays null
+// when oneDNN declines it, and that projection takes sgemm on each call.
+struct PackedProjections {
+  std::unique_ptr<PackedGemm> q, k, v, o;
+  static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s);
+};
+
 // Q [B·lq, inner], K [B·lk, inner], V [B·lk, inner_v] from the run buffers (a missing
-// key is the query, a missing value the key). ref: plain loops instead of sgemm.
-Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref);
+// key is the query, a missing value the key). ref: plain loops instead of sgemm;
+// packed: the packed weights where there are some.
+Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref,
+                   const PackedProjections* packed = nullptr);
 // y [B·lq, eo] = o [B·lq, inner_v] · woᵀ + bo.
-Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref);
+Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref,
+                   const PackedProjections* packed = nullptr);
 // Flops of the four projections.
 double projection_flops(const ProjShapes& s);
 // Fails unless the optional state input i has shape `want` (when present).

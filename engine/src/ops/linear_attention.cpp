@@ -64,6 +64,7 @@ class LinearAttentionKernel : public Kernel {
   LinearAttentionKernel(KernelContext& ctx, bool ref) : ref_(ref) {
     const auto& a = ctx.attrs<fb::LinearAttentionT>();
     s_ = proj_shapes(ctx, a.num_heads);
+    if (!ref) packed_ = PackedProjections::create(ctx, s_);
     LinearCoreShape cs;
     cs.lq = s_.lq;
     cs.lk = s_.lk;
@@ -86,7 +87,7 @@ class LinearAttentionKernel : public Kernel {
   Status run(const RunBuffers& b, KernelState*) const override {
     auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
     float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_));
+    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
     feature_map(q, s_.batch * s_.lq * s_.inner);
     feature_map(k, s_.batch * s_.lk * s_.inner);
     const float* kv_in = input_or_null(b, kStateKv);
@@ -110,7 +111,7 @@ class LinearAttentionKernel : public Kernel {
       if (kv_out) state_out(st, D, M, true, kv_out + bh * D * M, z_out + bh * D);
     }
     if (failed) return internal_error("sgemm failed in the linear attention core");
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_);
+    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
   }
   double flops() const override { return projection_flops(s_) + s_.batch * s_.heads * core_.flops(); }
 
@@ -123,6 +124,7 @@ class LinearAttentionKernel : public Kernel {
 
   bool ref_;
   ProjShapes s_;
+  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   LinearCore core_{LinearCoreShape{}};
   int threads_ = 1;
   int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;

@@ -73,6 +73,7 @@ struct MhaPlan {
   bool has_bias = false;
   int threads = 1;
   int q_scr = -1, k_scr = -1, v_scr = -1, o_scr = -1, thread_scr = -1;
+  std::shared_ptr<PackedProjections> packed;  // mha_tiled's weights packed for oneDNN (null: naive)
 
   void init(KernelContext& ctx) {
     const auto& a = ctx.attrs<fb::MultiHeadAttentionT>();
@@ -188,7 +189,7 @@ class MhaTiled : public Kernel {
     float* o = static_cast<float*>(b.scratch[static_cast<size_t>(p_.o_scr)]);
     float* thread_all = static_cast<float*>(b.scratch[static_cast<size_t>(p_.thread_scr)]);
     const float* bias = input_or_null(b, kBias);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s, b, q, k, v, /*ref=*/false));
+    ATROUS_RETURN_IF_ERROR(project_qkv(s, b, q, k, v, /*ref=*/false, p_.packed.get()));
     const int64_t qtiles = (s.lq + kTileQ - 1) / kTileQ;
     const int64_t tasks = s.batch * s.heads * qtiles;
     std::atomic<bool> failed{false};
@@ -202,7 +203,7 @@ class MhaTiled : public Kernel {
       if (!tile(q, k, v, o, bias, bi, h, qt * kTileQ, std::min(kTileQ, s.lq - qt * kTileQ), scr).ok()) failed = true;
     }
     if (failed) return internal_error("sgemm failed in the attention tiles");
-    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false);
+    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false, p_.packed.get());
   }
   double flops() const override { return projection_flops(p_.s) + p_.attention_flops(); }
   std::string detail() const override { return std::string("tiles ") + std::to_string(kTileQ) + "x" + std::to_string(kTileK) + ", " + vector_isa(); }
@@ -269,6 +270,7 @@ Result<std::unique_ptr<Kernel>> create_tiled(KernelContext& ctx) {
   MhaPlan p;
   p.init(ctx);
   p.thread_scr = ctx.scratch(sizeof(float) * static_cast<uint64_t>(p.threads) * MhaTiled::thread_floats());
+  p.packed = PackedProjections::create(ctx, p.s);
   return std::unique_ptr<Kernel>(new MhaTiled(p));
 }
 

@@ -82,6 +82,7 @@ class NormAttentionKernel : public Kernel {
  public:
   NormAttentionKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::NormAttentionT>()) {
     s_ = proj_shapes(ctx, a_.num_heads);
+    if (!ref) packed_ = PackedProjections::create(ctx, s_);
     LinearCoreShape cs;
     cs.lq = s_.lq;
     cs.lk = s_.lk;
@@ -103,7 +104,7 @@ class NormAttentionKernel : public Kernel {
   Status run(const RunBuffers& b, KernelState*) const override {
     auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
     float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_));
+    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
     if (a_.block_size == 0) {
       act(q, s_.batch * s_.lq * s_.inner);
       act(k, s_.batch * s_.lk * s_.inner);
@@ -132,7 +133,7 @@ class NormAttentionKernel : public Kernel {
     }
     if (failed) return internal_error("sgemm failed in the TransNormer attention");
     normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_);
+    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
   }
   double flops() const override {
     if (a_.block_size == 0) return projection_flops(s_) + s_.batch * s_.heads * core_.flops();
@@ -218,6 +219,7 @@ class NormAttentionKernel : public Kernel {
   bool ref_;
   fb::NormAttentionT a_;
   ProjShapes s_;
+  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   LinearCore core_{LinearCoreShape{}};
   int threads_ = 1;
   int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;

@@ -83,6 +83,7 @@ class PerformerKernel : public Kernel {
   PerformerKernel(KernelContext& ctx, bool ref) : ref_(ref) {
     const auto& a = ctx.attrs<fb::PerformerAttentionT>();
     s_ = proj_shapes(ctx, a.num_heads);
+    if (!ref) packed_ = PackedProjections::create(ctx, s_);
     nf_ = ctx.in[kProjection].shape[0];
     kernel_eps_ = a.kernel_eps;
     per_token_ = a.key_max == fb::PerformerKeyMax::PerToken;
@@ -108,7 +109,7 @@ class PerformerKernel : public Kernel {
   Status run(const RunBuffers& b, KernelState*) const override {
     auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
     float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_));
+    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
     const float* w = input_or_null(b, kProjection);
     const float* kv_in = input_or_null(b, kStateKv);
     const float* z_in = input_or_null(b, kStateZ);
@@ -137,7 +138,7 @@ class PerformerKernel : public Kernel {
       if (kv_out) state_out(st, F, M, true, kv_out + bh * F * M, z_out + bh * F);
     }
     if (failed) return internal_error("sgemm failed in the FAVOR+ kernel");
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_);
+    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
   }
   double flops() const override {
     return projection_flops(s_) + s_.batch * s_.heads * (core_.flops() + 2.0 * (s_.lq + s_.lk) * s_.d * nf_);
@@ -190,6 +191,7 @@ class PerformerKernel : public Kernel {
 
   bool ref_;
   ProjShapes s_;
+  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   int64_t nf_ = 1;
   float kernel_eps_ = 1e-4f;
   bool per_token_ = false;
