@@ -1,5 +1,9 @@
 #include "ops/attention_common.h"
 
+#include <omp.h>
+
+#include <atomic>
+
 // GCC 12 warns about the deliberately undefined lanes inside its own AVX-512
 // reduction intrinsics (_mm512_reduce_*): a false positive.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -542,6 +546,57 @@ Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, flo
   }
   if (packed && packed->o) return packed->o->run(o, bias, y, b);
   return project(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
+}
+
+ProjectedHeadsKernel::ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what)
+    : ref_(ref), s_(proj_shapes(ctx, heads)), threads_(std::max(1, ctx.threads)), what_(what) {
+  if (!ref) packed_ = PackedProjections::create(ctx, s_);
+}
+
+void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {
+  const uint64_t f = sizeof(float);
+  q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
+  k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
+  v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
+  o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
+  t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+}
+
+Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState*) const {
+  auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+  float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
+  ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
+  before_heads(q, k);
+  const int64_t per_thread = thread_floats();
+  std::atomic<bool> failed{false};
+#pragma omp parallel for num_threads(threads_) schedule(dynamic)
+  for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
+    const int64_t bi = bh / s_.heads, h = bh % s_.heads;
+    float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * per_thread;
+    if (!head(b, bi, h, q + bi * s_.lq * s_.inner + h * s_.d, k + bi * s_.lk * s_.inner + h * s_.d,
+              v + bi * s_.lk * s_.inner_v + h * s_.m, o + bi * s_.lq * s_.inner_v + h * s_.m, st)
+             .ok())
+      failed = true;
+  }
+  if (failed) return internal_error(std::string("sgemm failed in the ") + what_);
+  after_heads(b, o);
+  return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
+}
+
+Status ProjectedHeadsKernel::core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,
+                                       const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, float* o,
+                                       float* st) const {
+  const int64_t D = core.shape().d, M = s_.m;
+  const bool with_z = z_input >= 0;
+  const float* kv_in = input_or_null(b, kv_input);
+  const float* z_in = with_z ? input_or_null(b, z_input) : nullptr;
+  float* kv_out = output_or_null(b, 1);
+  float* z_out = with_z ? output_or_null(b, 2) : nullptr;
+  state_in(kv_in ? kv_in + bh * D * M : nullptr, z_in ? z_in + bh * D : nullptr, D, M, with_z, st);
+  if (ref_) core.run_ref(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st);
+  else ATROUS_RETURN_IF_ERROR(core.run(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st, st + core.state_floats()));
+  if (kv_out) state_out(st, D, M, with_z, kv_out + bh * D * M, z_out ? z_out + bh * D : nullptr);
+  return Status::Ok();
 }
 
 double projection_flops(const ProjShapes& s) {

@@ -137,6 +137,45 @@ Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, flo
                    const PackedProjections* packed = nullptr);
 // Flops of the four projections.
 double projection_flops(const ProjShapes& s);
+
+// The run of the projected linear-attention kernels (LinearAttention, PerformerAttention,
+// NormAttention): Q, K, V projected into scratch (weights packed at plan time unless
+// ref), a hook over the whole Q and K, one task per (batch, head) on the session's
+// threads, each with its own thread scratch, a hook over O, the output projection.
+// A derived constructor calls request_scratch() last (it needs thread_floats()).
+class ProjectedHeadsKernel : public Kernel {
+ public:
+  Status run(const RunBuffers& b, KernelState*) const final;
+
+ protected:
+  ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what);
+  void request_scratch(KernelContext& ctx);
+
+  // Floats of scratch each thread gets.
+  virtual int64_t thread_floats() const = 0;
+  virtual void before_heads(float* /*q*/, float* /*k*/) const {}
+  // Head h of batch bi: q, k, v, o point at that head's first column (row strides
+  // s_.inner, s_.inner, s_.inner_v, s_.inner_v); st is this thread's scratch.
+  virtual Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
+                      float* st) const = 0;
+  virtual void after_heads(const RunBuffers& /*b*/, float* /*o*/) const {}
+
+  // The core over one head whose state (d × m, plus z when with_z) is carried in the
+  // optional state inputs/outputs: state_in, the chunked (or reference) core, state_out.
+  // st holds the core's state, then its scratch.
+  Status core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, const float* q,
+                   int64_t ldq, const float* k, int64_t ldk, const float* v, float* o, float* st) const;
+  int64_t core_thread_floats(const LinearCore& core) const { return core.state_floats() + (ref_ ? 0 : core.scratch_floats()); }
+
+  bool ref_;
+  ProjShapes s_;
+  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernels
+  int threads_ = 1;
+
+ private:
+  const char* what_;
+  int q_scr_ = -1, k_scr_ = -1, v_scr_ = -1, o_scr_ = -1, t_scr_ = -1;
+};
 // Fails unless the optional state input i has shape `want` (when present).
 Status expect_state_shape(ShapeContext& ctx, int i, const Shape& want, const char* what);
 

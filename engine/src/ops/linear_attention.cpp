@@ -9,12 +9,9 @@
 // optional; state needs causal). Key padding (fast-transformers' key_lengths) is not
 // modelled: give only real tokens.
 //
-// Kernels: linear_attention_chunked (sgemm projections, vectorised φ, the chunked
+// Kernels: linear_attention_chunked (projections with packed weights, vectorised φ, the chunked
 // GEMM core of attention_common.h, threads over batch × heads) and
 // linear_attention_ref (plain loops, token-by-token recurrence).
-#include <omp.h>
-
-#include <atomic>
 #include <cmath>
 
 #include "ops/attention_common.h"
@@ -59,12 +56,11 @@ Status infer(ShapeContext& ctx) {
 }
 
 // ---- kernels ----------------------------------------------------------------
-class LinearAttentionKernel : public Kernel {
+class LinearAttentionKernel : public ProjectedHeadsKernel {
  public:
-  LinearAttentionKernel(KernelContext& ctx, bool ref) : ref_(ref) {
+  LinearAttentionKernel(KernelContext& ctx, bool ref)
+      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::LinearAttentionT>().num_heads, ref, "linear attention core") {
     const auto& a = ctx.attrs<fb::LinearAttentionT>();
-    s_ = proj_shapes(ctx, a.num_heads);
-    if (!ref) packed_ = PackedProjections::create(ctx, s_);
     LinearCoreShape cs;
     cs.lq = s_.lq;
     cs.lk = s_.lk;
@@ -75,59 +71,27 @@ class LinearAttentionKernel : public Kernel {
     cs.eps = a.eps;
     cs.chunk = 128;
     core_ = LinearCore(cs);
-    threads_ = std::max(1, ctx.threads);
-    const uint64_t f = sizeof(float);
-    q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
-    k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
-    v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
-    o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
-    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
-  }
-
-  Status run(const RunBuffers& b, KernelState*) const override {
-    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
-    float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
-    feature_map(q, s_.batch * s_.lq * s_.inner);
-    feature_map(k, s_.batch * s_.lk * s_.inner);
-    const float* kv_in = input_or_null(b, kStateKv);
-    const float* z_in = input_or_null(b, kStateZ);
-    float* kv_out = output_or_null(b, 1);
-    float* z_out = output_or_null(b, 2);
-    const int64_t D = s_.d, M = s_.m;
-    std::atomic<bool> failed{false};
-#pragma omp parallel for num_threads(threads_) schedule(dynamic)
-    for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
-      const int64_t bi = bh / s_.heads, h = bh % s_.heads;
-      float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
-      state_in(kv_in ? kv_in + bh * D * M : nullptr, z_in ? z_in + bh * D : nullptr, D, M, true, st);
-      const float* qh = q + bi * s_.lq * s_.inner + h * D;
-      const float* kh = k + bi * s_.lk * s_.inner + h * D;
-      const float* vh = v + bi * s_.lk * s_.inner_v + h * M;
-      float* oh = o + bi * s_.lq * s_.inner_v + h * M;
-      if (ref_) core_.run_ref(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st);
-      else if (!core_.run(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st, st + core_.state_floats()).ok())
-        failed = true;
-      if (kv_out) state_out(st, D, M, true, kv_out + bh * D * M, z_out + bh * D);
-    }
-    if (failed) return internal_error("sgemm failed in the linear attention core");
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
+    request_scratch(ctx);
   }
   double flops() const override { return projection_flops(s_) + s_.batch * s_.heads * core_.flops(); }
 
  private:
-  int64_t thread_floats() const { return core_.state_floats() + (ref_ ? 0 : core_.scratch_floats()); }
+  int64_t thread_floats() const override { return core_thread_floats(core_); }
+  // φ = elu + 1 over all of Q and K.
+  void before_heads(float* q, float* k) const override {
+    feature_map(q, s_.batch * s_.lq * s_.inner);
+    feature_map(k, s_.batch * s_.lk * s_.inner);
+  }
+  Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
+              float* st) const override {
+    return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, q, s_.inner, k, s_.inner, v, o, st);
+  }
   void feature_map(float* x, int64_t n) const {
     if (!ref_) return elu_add_inplace(x, n, 1.0f);
     for (int64_t i = 0; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + 1.0f;
   }
 
-  bool ref_;
-  ProjShapes s_;
-  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   LinearCore core_{LinearCoreShape{}};
-  int threads_ = 1;
-  int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;
 };
 
 Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, false)); }

@@ -78,11 +78,11 @@ Status infer(ShapeContext& ctx) {
 }
 
 // ---- kernels ----------------------------------------------------------------
-class NormAttentionKernel : public Kernel {
+class NormAttentionKernel : public ProjectedHeadsKernel {
  public:
-  NormAttentionKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::NormAttentionT>()) {
-    s_ = proj_shapes(ctx, a_.num_heads);
-    if (!ref) packed_ = PackedProjections::create(ctx, s_);
+  NormAttentionKernel(KernelContext& ctx, bool ref)
+      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::NormAttentionT>().num_heads, ref, "TransNormer attention"),
+        a_(ctx.attrs<fb::NormAttentionT>()) {
     LinearCoreShape cs;
     cs.lq = s_.lq;
     cs.lk = s_.lk;
@@ -92,58 +92,32 @@ class NormAttentionKernel : public Kernel {
     cs.denominator = false;
     cs.chunk = 128;
     core_ = LinearCore(cs);
-    threads_ = std::max(1, ctx.threads);
-    const uint64_t f = sizeof(float);
-    q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
-    k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
-    v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
-    o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
-    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+    request_scratch(ctx);
   }
 
-  Status run(const RunBuffers& b, KernelState*) const override {
-    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
-    float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
-    if (a_.block_size == 0) {
-      act(q, s_.batch * s_.lq * s_.inner);
-      act(k, s_.batch * s_.lk * s_.inner);
-    }
-    const float* kv_in = input_or_null(b, kStateKv);
-    float* kv_out = output_or_null(b, 1);
-    const int64_t D = s_.d, M = s_.m;
-    std::atomic<bool> failed{false};
-#pragma omp parallel for num_threads(threads_) schedule(dynamic)
-    for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
-      const int64_t bi = bh / s_.heads, h = bh % s_.heads;
-      float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
-      const float* qh = q + bi * s_.lq * s_.inner + h * D;
-      const float* kh = k + bi * s_.lk * s_.inner + h * D;
-      const float* vh = v + bi * s_.lk * s_.inner_v + h * M;
-      float* oh = o + bi * s_.lq * s_.inner_v + h * M;
-      if (a_.block_size > 0) {
-        if (!blocks(qh, kh, vh, oh, st).ok()) failed = true;
-        continue;
-      }
-      state_in(kv_in ? kv_in + bh * D * M : nullptr, nullptr, D, M, false, st);
-      if (ref_) core_.run_ref(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st);
-      else if (!core_.run(qh, s_.inner, kh, s_.inner, vh, s_.inner_v, oh, s_.inner_v, st, st + core_.state_floats()).ok())
-        failed = true;
-      if (kv_out) state_out(st, D, M, false, kv_out + bh * D * M, nullptr);
-    }
-    if (failed) return internal_error("sgemm failed in the TransNormer attention");
-    normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
-  }
   double flops() const override {
     if (a_.block_size == 0) return projection_flops(s_) + s_.batch * s_.heads * core_.flops();
     return projection_flops(s_) + 2.0 * s_.batch * s_.heads * s_.lq * a_.block_size * (s_.d + s_.m);
   }
 
  private:
-  int64_t thread_floats() const {
+  int64_t thread_floats() const override {
     if (a_.block_size > 0) return static_cast<int64_t>(a_.block_size) * a_.block_size;
-    return core_.state_floats() + (ref_ ? 0 : core_.scratch_floats());
+    return core_thread_floats(core_);
+  }
+  // The kernel φ over all of Q and K (the linear form; the block form applies it to scores).
+  void before_heads(float* q, float* k) const override {
+    if (a_.block_size != 0) return;
+    act(q, s_.batch * s_.lq * s_.inner);
+    act(k, s_.batch * s_.lk * s_.inner);
+  }
+  Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
+              float* st) const override {
+    if (a_.block_size > 0) return blocks(q, k, v, o, st);
+    return core_head(b, core_, bi * s_.heads + h, kStateKv, -1, q, s_.inner, k, s_.inner, v, o, st);
+  }
+  void after_heads(const RunBuffers& b, float* o) const override {
+    normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
   }
   void act(float* x, int64_t n) const {
     if (!ref_ && a_.act == fb::ActKind::Elu) return elu_add_inplace(x, n, 0.0f);
@@ -216,13 +190,8 @@ class NormAttentionKernel : public Kernel {
     }
   }
 
-  bool ref_;
   fb::NormAttentionT a_;
-  ProjShapes s_;
-  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   LinearCore core_{LinearCoreShape{}};
-  int threads_ = 1;
-  int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;
 };
 
 Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, false)); }

@@ -78,12 +78,11 @@ Status infer(ShapeContext& ctx) {
 }
 
 // ---- kernels ----------------------------------------------------------------
-class PerformerKernel : public Kernel {
+class PerformerKernel : public ProjectedHeadsKernel {
  public:
-  PerformerKernel(KernelContext& ctx, bool ref) : ref_(ref) {
+  PerformerKernel(KernelContext& ctx, bool ref)
+      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::PerformerAttentionT>().num_heads, ref, "FAVOR+ kernel") {
     const auto& a = ctx.attrs<fb::PerformerAttentionT>();
-    s_ = proj_shapes(ctx, a.num_heads);
-    if (!ref) packed_ = PackedProjections::create(ctx, s_);
     nf_ = ctx.in[kProjection].shape[0];
     kernel_eps_ = a.kernel_eps;
     per_token_ = a.key_max == fb::PerformerKeyMax::PerToken;
@@ -97,56 +96,25 @@ class PerformerKernel : public Kernel {
     cs.eps_qsum = a.causal ? a.causal_eps : 0.0f;
     cs.chunk = 128;
     core_ = LinearCore(cs);
-    threads_ = std::max(1, ctx.threads);
-    const uint64_t f = sizeof(float);
-    q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
-    k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
-    v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
-    o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
-    t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+    request_scratch(ctx);
   }
 
-  Status run(const RunBuffers& b, KernelState*) const override {
-    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
-    float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
-    const float* w = input_or_null(b, kProjection);
-    const float* kv_in = input_or_null(b, kStateKv);
-    const float* z_in = input_or_null(b, kStateZ);
-    float* kv_out = output_or_null(b, 1);
-    float* z_out = output_or_null(b, 2);
-    const int64_t F = nf_, M = s_.m;
-    std::atomic<bool> failed{false};
-#pragma omp parallel for num_threads(threads_) schedule(dynamic)
-    for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
-      const int64_t bi = bh / s_.heads, h = bh % s_.heads;
-      float* st = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
-      float* qf = st + core_.state_floats();  // [Lq, m]
-      float* kf = qf + s_.lq * F;             // [Lk, m]
-      float* core_scr = kf + s_.lk * F;
-      const float* vh = v + bi * s_.lk * s_.inner_v + h * M;
-      float* oh = o + bi * s_.lq * s_.inner_v + h * M;
-      if (!features(q + bi * s_.lq * s_.inner + h * s_.d, s_.lq, w, true, qf).ok() ||
-          !features(k + bi * s_.lk * s_.inner + h * s_.d, s_.lk, w, false, kf).ok()) {
-        failed = true;
-        continue;
-      }
-      state_in(kv_in ? kv_in + bh * F * M : nullptr, z_in ? z_in + bh * F : nullptr, F, M, true, st);
-      if (ref_) core_.run_ref(qf, F, kf, F, vh, s_.inner_v, oh, s_.inner_v, st);
-      else if (!core_.run(qf, F, kf, F, vh, s_.inner_v, oh, s_.inner_v, st, core_scr).ok())
-        failed = true;
-      if (kv_out) state_out(st, F, M, true, kv_out + bh * F * M, z_out + bh * F);
-    }
-    if (failed) return internal_error("sgemm failed in the FAVOR+ kernel");
-    return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
-  }
   double flops() const override {
     return projection_flops(s_) + s_.batch * s_.heads * (core_.flops() + 2.0 * (s_.lq + s_.lk) * s_.d * nf_);
   }
 
  private:
-  int64_t thread_floats() const {
-    return core_.state_floats() + (s_.lq + s_.lk) * nf_ + (ref_ ? 0 : core_.scratch_floats());
+  // Thread scratch: the core's state and scratch, then φ(Q) [Lq, F] and φ(K) [Lk, F].
+  int64_t thread_floats() const override { return core_thread_floats(core_) + (s_.lq + s_.lk) * nf_; }
+  Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
+              float* st) const override {
+    const int64_t F = nf_;
+    const float* w = input_or_null(b, kProjection);
+    float* qf = st + core_thread_floats(core_);
+    float* kf = qf + s_.lq * F;
+    ATROUS_RETURN_IF_ERROR(features(q, s_.lq, w, true, qf));
+    ATROUS_RETURN_IF_ERROR(features(k, s_.lk, w, false, kf));
+    return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
   }
 
   // φ of n rows x (row stride s_.inner) into out [n, m].
@@ -189,15 +157,10 @@ class PerformerKernel : public Kernel {
     return m;
   }
 
-  bool ref_;
-  ProjShapes s_;
-  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernel
   int64_t nf_ = 1;
   float kernel_eps_ = 1e-4f;
   bool per_token_ = false;
   LinearCore core_{LinearCoreShape{}};
-  int threads_ = 1;
-  int q_scr_, k_scr_, v_scr_, o_scr_, t_scr_;
 };
 
 Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new PerformerKernel(ctx, false)); }
