@@ -69,6 +69,11 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
     ap.add_argument("--planes", type=int, nargs=4, default=list(PLANES), help="Bottleneck widths of layer1..4")
     ap.add_argument("--blocks", type=int, nargs=4, default=list(BLOCKS), help="blocks in layer1..4")
+    ap.add_argument("--init", help="start from these weights (a shapes_gcn.pth) instead of random ones: fine-tuning")
+    ap.add_argument("--crop-range", type=int, nargs=2, metavar=("MIN", "MAX"),
+                    help="train each batch on random crops MIN..MAX pixels high and (independently) wide of the "
+                         "--size scenes: the model meets non-square sizes that are not multiples of its stride, "
+                         "as in the held-out set")
     ap.add_argument("--atrous", help="the atrous CLI: convert the weights with it")
     ap.add_argument("--model", default=os.path.join(HERE, "shapes_gcn.atrous"), help="model file written with --atrous")
     a = ap.parse_args()
@@ -79,9 +84,15 @@ def main():
     rng = np.random.RandomState(a.seed)
     xs, ys = shapes_data.make_batch(rng, a.train_scenes, a.size, a.size)
     vx, vy = shapes_data.make_batch(np.random.RandomState(a.seed + 999), 64, a.size, a.size)
+    if a.crop_range:  # validate at an odd, non-square size of the range
+        vh, vw = min(a.size, a.crop_range[1]) - 5, (a.crop_range[0] + a.crop_range[1]) // 2 + 1
+        vx, vy = np.ascontiguousarray(vx[:, :vh, :vw]), np.ascontiguousarray(vy[:, :vh, :vw])
     print("generated %d training scenes in %.0f s" % (len(xs), time.time() - t0), flush=True)
 
     model = build_model(a.planes, a.blocks).to(memory_format=torch.channels_last)  # faster oneDNN training on CPU
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
+        print("initialised from", a.init, flush=True)
     print("parameters: %d (%.2f MB as f32)" % (sum(p.numel() for p in model.parameters()),
                                                4e-6 * sum(p.numel() for p in model.parameters())), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
@@ -93,6 +104,10 @@ def main():
     for step in range(a.steps):
         idx = rng.randint(0, len(xs), a.batch)
         bx, by = xs[idx], ys[idx]
+        if a.crop_range:
+            ch, cw = (min(int(v), a.size) for v in rng.randint(a.crop_range[0], a.crop_range[1] + 1, 2))
+            oy, ox = rng.randint(a.size - ch + 1), rng.randint(a.size - cw + 1)
+            bx, by = bx[:, oy:oy + ch, ox:ox + cw], by[:, oy:oy + ch, ox:ox + cw]
         k = rng.randint(4)  # rotations and flips: shapes have no orientation
         bx, by = np.rot90(bx, k, axes=(1, 2)), np.rot90(by, k, axes=(1, 2))
         if rng.rand() < 0.5:
