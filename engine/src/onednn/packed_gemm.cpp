@@ -54,21 +54,46 @@ std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, in
   return g;
 }
 
-Status PackedGemm::run(const float* x, const float* bias, float* y, const RunBuffers& b) const {
+struct PackedGemm::Bound::Impl {
+  dnnl::primitive prim;
+  dnnl::stream stream;
+  std::vector<memory> mems;
+  std::vector<dnnl_exec_arg_t> args;
+};
+
+PackedGemm::Bound::Bound() : impl_(std::make_unique<Impl>()) {}
+PackedGemm::Bound::~Bound() = default;
+
+Result<std::unique_ptr<PackedGemm::Bound>> PackedGemm::bind(const float* x, const float* bias, float* y,
+                                                            const RunBuffers& b) const {
   const Impl& p = *impl_;
+  if (p.has_bias && !bias) return internal_error("packed gemm: bias missing");
+  std::unique_ptr<Bound> bound(new Bound());
+  Bound::Impl& c = *bound->impl_;
   try {
     dnnl::engine& eng = cpu_engine();
-    dnnl::stream s(eng);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, memory(p.src, eng, const_cast<float*>(x))},
-                                            {DNNL_ARG_WEIGHTS, memory(p.w, eng, const_cast<void*>(p.w_packed))},
-                                            {DNNL_ARG_DST, memory(p.dst, eng, y)}};
-    if (p.has_bias) args.emplace(DNNL_ARG_BIAS, memory(p.b, eng, const_cast<float*>(bias)));
-    if (p.scratch >= 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(p.scratch_md, eng, b.scratch[static_cast<size_t>(p.scratch)]));
-    p.prim.execute(s, args);
-    s.wait();
+    c.prim = p.prim;
+    c.stream = dnnl::stream(eng);
+    c.mems.reserve(5);
+    auto add = [&](int id, const memory::desc& md, const void* ptr) {
+      c.mems.emplace_back(md, eng, const_cast<void*>(ptr));
+      c.args.push_back(dnnl_exec_arg_t{id, c.mems.back().get()});
+    };
+    add(DNNL_ARG_SRC, p.src, x);
+    add(DNNL_ARG_WEIGHTS, p.w, p.w_packed);
+    add(DNNL_ARG_DST, p.dst, y);
+    if (p.has_bias) add(DNNL_ARG_BIAS, p.b, bias);
+    if (p.scratch >= 0) add(DNNL_ARG_SCRATCHPAD, p.scratch_md, b.scratch[static_cast<size_t>(p.scratch)]);
   } catch (const dnnl::error& e) {
-    return internal_error(std::string("oneDNN inner product failed: ") + e.what());
+    return internal_error(std::string("binding oneDNN memory: ") + e.what());
   }
+  return bound;
+}
+
+Status PackedGemm::Bound::run() const {
+  const Impl& c = *impl_;
+  dnnl_status_t s = dnnl_primitive_execute(c.prim.get(), c.stream.get(), static_cast<int>(c.args.size()), c.args.data());
+  if (s != dnnl_success) return internal_error("oneDNN inner product failed with status " + std::to_string(s));
   return Status::Ok();
 }
 

@@ -25,11 +25,25 @@ class PackedGemm {
   PackedGemm(const PackedGemm&) = delete;
   PackedGemm& operator=(const PackedGemm&) = delete;
 
+  // One call's oneDNN memory objects and argument list, made once per session in the
+  // kernel's bind() so that run() creates nothing.
+  class Bound {
+   public:
+    ~Bound();
+    // Runs on the session's threads; call it outside OpenMP parallel regions.
+    Status run() const;
+
+   private:
+    friend class PackedGemm;
+    Bound();
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+
   // x: M contiguous rows of K floats; y: M contiguous rows of N floats; bias: N floats
   // (required when created with has_bias, ignored otherwise). Scratch comes from the
-  // step's buffers (requested at create). Runs on the session's threads; call it
-  // outside OpenMP parallel regions.
-  Status run(const float* x, const float* bias, float* y, const RunBuffers& b) const;
+  // step's buffers (requested at create).
+  Result<std::unique_ptr<Bound>> bind(const float* x, const float* bias, float* y, const RunBuffers& b) const;
   std::string detail() const;
 
  private:

@@ -517,34 +517,56 @@ std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx,
   return p;
 }
 
-Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref,
-                   const PackedProjections* packed) {
+Result<std::unique_ptr<BoundProjections>> PackedProjections::bind(const RunBuffers& b, float* q_dst, float* k_dst,
+                                                                  float* v_dst, const float* o_src, float* y) const {
   auto in = [&](int i) { return input_or_null(b, i); };
   const float* xq = in(kQuery);
   const float* xk = in(kKey) ? in(kKey) : xq;
   const float* xv = in(kValue) ? in(kValue) : xk;
-  struct P { const float* x; int64_t rows, e; int w, bias; float* dst; int64_t n; const PackedGemm* g; };
-  const P ps[3] = {{xq, s.batch * s.lq, s.eq, kWq, kBq, q, s.inner, packed ? packed->q.get() : nullptr},
-                   {xk, s.batch * s.lk, s.ek, kWk, kBk, k, s.inner, packed ? packed->k.get() : nullptr},
-                   {xv, s.batch * s.lk, s.ev, kWv, kBv, v, s.inner_v, packed ? packed->v.get() : nullptr}};
+  auto bound = std::make_unique<BoundProjections>();
+  if (q && q_dst) {
+    ATROUS_ASSIGN_OR_RETURN(bound->q, q->bind(xq, in(kBq), q_dst, b));
+  }
+  if (k && k_dst) {
+    ATROUS_ASSIGN_OR_RETURN(bound->k, k->bind(xk, in(kBk), k_dst, b));
+  }
+  if (v && v_dst) {
+    ATROUS_ASSIGN_OR_RETURN(bound->v, v->bind(xv, in(kBv), v_dst, b));
+  }
+  if (o && y) {
+    ATROUS_ASSIGN_OR_RETURN(bound->o, o->bind(o_src, in(kBo), y, b));
+  }
+  return bound;
+}
+
+Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref,
+                   const BoundProjections* bound) {
+  auto in = [&](int i) { return input_or_null(b, i); };
+  const float* xq = in(kQuery);
+  const float* xk = in(kKey) ? in(kKey) : xq;
+  const float* xv = in(kValue) ? in(kValue) : xk;
+  struct P { const float* x; int64_t rows, e; int w, bias; float* dst; int64_t n; const PackedGemm::Bound* g; };
+  const P ps[3] = {{xq, s.batch * s.lq, s.eq, kWq, kBq, q, s.inner, bound ? bound->q.get() : nullptr},
+                   {xk, s.batch * s.lk, s.ek, kWk, kBk, k, s.inner, bound ? bound->k.get() : nullptr},
+                   {xv, s.batch * s.lk, s.ev, kWv, kBv, v, s.inner_v, bound ? bound->v.get() : nullptr}};
   for (const P& p : ps) {
     if (!p.dst) continue;
     if (ref) project_ref(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n);
-    else if (p.g) ATROUS_RETURN_IF_ERROR(p.g->run(p.x, in(p.bias), p.dst, b));
+    else if (p.g) ATROUS_RETURN_IF_ERROR(p.g->run());
     else ATROUS_RETURN_IF_ERROR(project(p.x, p.rows, p.e, p.e, in(p.w), in(p.bias), p.n, p.dst, p.n));
   }
   return Status::Ok();
 }
 
 Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref,
-                   const PackedProjections* packed) {
+                   const BoundProjections* bound) {
   const float* w = input_or_null(b, kWo);
   const float* bias = input_or_null(b, kBo);
   if (ref) {
     project_ref(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
     return Status::Ok();
   }
-  if (packed && packed->o) return packed->o->run(o, bias, y, b);
+  if (bound && bound->o) return bound->o->run();
   return project(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
 }
 
@@ -562,10 +584,19 @@ void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {
   t_scr_ = ctx.scratch(f * threads_ * thread_floats());
 }
 
-Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState*) const {
+Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind(const RunBuffers& b) const {
+  if (!packed_) return std::unique_ptr<KernelState>();
+  auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+  ATROUS_ASSIGN_OR_RETURN(auto bound, packed_->bind(b, scr(q_scr_), scr(k_scr_), scr(v_scr_), scr(o_scr_),
+                                                    static_cast<float*>(b.out[0])));
+  return std::unique_ptr<KernelState>(std::move(bound));
+}
+
+Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const {
   auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
   float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-  ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, packed_.get()));
+  const auto* bound = static_cast<const BoundProjections*>(state);
+  ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, bound));
   before_heads(q, k);
   const int64_t per_thread = thread_floats();
   std::atomic<bool> failed{false};
@@ -580,7 +611,7 @@ Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState*) const {
   }
   if (failed) return internal_error(std::string("sgemm failed in the ") + what_);
   after_heads(b, o);
-  return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, packed_.get());
+  return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, bound);
 }
 
 Status ProjectedHeadsKernel::core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,

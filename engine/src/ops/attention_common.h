@@ -120,21 +120,30 @@ Status check_projections(CheckContext& ctx);
 Status infer_projections(ShapeContext& ctx, int64_t heads, ProjShapes* s);
 ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads);
 
+// The four projection calls of one session, bound to its buffers (PackedGemm::Bound);
+// an entry is null where that projection takes sgemm.
+struct BoundProjections : KernelState {
+  std::unique_ptr<PackedGemm::Bound> q, k, v, o;
+};
+
 // The four projection weights packed at plan time (PackedGemm); an entry stays null
 // when oneDNN declines it, and that projection takes sgemm on each call.
 struct PackedProjections {
   std::unique_ptr<PackedGemm> q, k, v, o;
   static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s);
+  // Binds the calls to the step's buffers: Q, K, V and O in scratch, y the output.
+  Result<std::unique_ptr<BoundProjections>> bind(const RunBuffers& b, float* q_dst, float* k_dst, float* v_dst,
+                                                 const float* o_src, float* y) const;
 };
 
 // Q [B·lq, inner], K [B·lk, inner], V [B·lk, inner_v] from the run buffers (a missing
 // key is the query, a missing value the key). ref: plain loops instead of sgemm;
-// packed: the packed weights where there are some.
+// bound: the packed projections bound in bind(), where there are some.
 Status project_qkv(const ProjShapes& s, const RunBuffers& b, float* q, float* k, float* v, bool ref,
-                   const PackedProjections* packed = nullptr);
+                   const BoundProjections* bound = nullptr);
 // y [B·lq, eo] = o [B·lq, inner_v] · woᵀ + bo.
 Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, float* y, bool ref,
-                   const PackedProjections* packed = nullptr);
+                   const BoundProjections* bound = nullptr);
 // Flops of the four projections.
 double projection_flops(const ProjShapes& s);
 
@@ -145,7 +154,8 @@ double projection_flops(const ProjShapes& s);
 // A derived constructor calls request_scratch() last (it needs thread_floats()).
 class ProjectedHeadsKernel : public Kernel {
  public:
-  Status run(const RunBuffers& b, KernelState*) const final;
+  Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const final;
+  Status run(const RunBuffers& b, KernelState* state) const final;
 
  protected:
   ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what);

@@ -181,7 +181,16 @@ class MhaTiled : public Kernel {
   static constexpr int64_t kTileQ = 64, kTileK = 512;
   explicit MhaTiled(const MhaPlan& p) : p_(p) {}
 
-  Status run(const RunBuffers& b, KernelState*) const override {
+  Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const override {
+    if (!p_.packed) return std::unique_ptr<KernelState>();
+    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+    ATROUS_ASSIGN_OR_RETURN(auto bound, p_.packed->bind(b, scr(p_.q_scr), scr(p_.k_scr), scr(p_.v_scr),
+                                                        scr(p_.o_scr), static_cast<float*>(b.out[0])));
+    return std::unique_ptr<KernelState>(std::move(bound));
+  }
+
+  Status run(const RunBuffers& b, KernelState* state) const override {
+    const auto* bound = static_cast<const BoundProjections*>(state);
     const ProjShapes& s = p_.s;
     float* q = static_cast<float*>(b.scratch[static_cast<size_t>(p_.q_scr)]);
     float* k = static_cast<float*>(b.scratch[static_cast<size_t>(p_.k_scr)]);
@@ -189,7 +198,7 @@ class MhaTiled : public Kernel {
     float* o = static_cast<float*>(b.scratch[static_cast<size_t>(p_.o_scr)]);
     float* thread_all = static_cast<float*>(b.scratch[static_cast<size_t>(p_.thread_scr)]);
     const float* bias = input_or_null(b, kBias);
-    ATROUS_RETURN_IF_ERROR(project_qkv(s, b, q, k, v, /*ref=*/false, p_.packed.get()));
+    ATROUS_RETURN_IF_ERROR(project_qkv(s, b, q, k, v, /*ref=*/false, bound));
     const int64_t qtiles = (s.lq + kTileQ - 1) / kTileQ;
     const int64_t tasks = s.batch * s.heads * qtiles;
     std::atomic<bool> failed{false};
@@ -203,7 +212,7 @@ class MhaTiled : public Kernel {
       if (!tile(q, k, v, o, bias, bi, h, qt * kTileQ, std::min(kTileQ, s.lq - qt * kTileQ), scr).ok()) failed = true;
     }
     if (failed) return internal_error("sgemm failed in the attention tiles");
-    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false, p_.packed.get());
+    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false, bound);
   }
   double flops() const override { return projection_flops(p_.s) + p_.attention_flops(); }
   std::string detail() const override { return std::string("tiles ") + std::to_string(kTileQ) + "x" + std::to_string(kTileK) + ", " + vector_isa(); }
