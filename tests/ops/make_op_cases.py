@@ -667,6 +667,10 @@ transpose_case("transpose_identity", rnd(3, 4, 5), [0, 1, 2])
 transpose_case("transpose_rank5", rnd(2, 3, 4, 5, 6), [4, 2, 0, 3, 1])
 transpose_case("transpose_size1_dims", rnd(1, 5, 1, 7), [2, 3, 0, 1])
 transpose_case("transpose_heads", rnd(1, 4, 16, 8), [0, 2, 1, 3])
+# Several 64 × 64 tiles of 16 × 16 blocks with partial blocks on both edges, and a
+# transposed pair with a batch dim between them (transpose_avx512's paths).
+transpose_case("transpose_nchw_to_nhwc_large", rnd(2, 131, 9, 17), [0, 2, 3, 1])
+transpose_case("transpose_outer_pair", rnd(37, 5, 3, 70), [3, 1, 2, 0])
 transpose_case("transpose_i64", torch.randint(-99, 99, (3, 4, 5), dtype=torch.int64), [2, 0, 1])
 
 

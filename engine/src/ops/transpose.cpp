@@ -6,8 +6,16 @@
 // dim is still innermost and whole rows are copied, or the problem is a batch
 // of 2-D transposes between the output's last dim and the output dim that is
 // innermost in the input, done in square tiles so both sides stay in cache.
+// transpose_avx512 does that batch of 2-D transposes for 4-byte elements with
+// 16×16 tiles transposed in registers (16 loads, 64 shuffles, 16 stores), the
+// rows left below a multiple of 16 with 16-wide gathers, the last columns of a
+// block one by one; it declines output rows shorter than 16, problems
+// that are only row copies, other element sizes and CPUs without AVX-512.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "ops/op_registry.h"
 
@@ -69,9 +77,9 @@ void simplify(const Shape& in, const std::vector<int>& perm, Shape* s_in, std::v
   }
 }
 
-class TransposeRef : public Kernel {
- public:
-  TransposeRef(const Shape& in, const std::vector<int>& perm, size_t elem) : elem_(elem) {
+// The simplified problem both kernels work on.
+struct Layout {
+  Layout(const Shape& in, const std::vector<int>& perm) {
     Shape s;
     std::vector<int> p;
     simplify(in, perm, &s, &p);
@@ -79,16 +87,35 @@ class TransposeRef : public Kernel {
     std::vector<int64_t> in_stride(r, 1);
     for (size_t i = r; i-- > 1;) in_stride[i - 1] = in_stride[i] * s[i];
     for (size_t k = 0; k < r; ++k) {
-      od_.push_back(s[static_cast<size_t>(p[k])]);
-      is_.push_back(in_stride[static_cast<size_t>(p[k])]);
+      od.push_back(s[static_cast<size_t>(p[k])]);
+      is.push_back(in_stride[static_cast<size_t>(p[k])]);
     }
-    os_.assign(r, 1);
-    for (size_t k = r; k-- > 1;) os_[k - 1] = os_[k] * od_[k];
-    total_ = 1;
-    for (int64_t d : od_) total_ *= d;
+    os.assign(r, 1);
+    for (size_t k = r; k-- > 1;) os[k - 1] = os[k] * od[k];
+    for (int64_t d : od) total *= d;
     if (r >= 2 && p[r - 1] != static_cast<int>(r) - 1)
-      q_ = static_cast<int>(std::find(p.begin(), p.end(), static_cast<int>(r) - 1) - p.begin());
+      q = static_cast<int>(std::find(p.begin(), p.end(), static_cast<int>(r) - 1) - p.begin());
   }
+  // Offsets of 2-D problem `o` (of total / (od[q] · od[r-1])) in the input and output.
+  void offsets(int64_t o, int64_t* ioff, int64_t* ooff) const {
+    *ioff = *ooff = 0;
+    for (size_t d = od.size() - 1; d-- > 0;) {
+      if (static_cast<int>(d) == q) continue;
+      const int64_t idx = o % od[d];
+      o /= od[d];
+      *ioff += idx * is[d];
+      *ooff += idx * os[d];
+    }
+  }
+  Shape od;                      // simplified output dims
+  std::vector<int64_t> is, os;   // input / output stride per output dim
+  int64_t total = 1;
+  int q = -1;  // output dim that is innermost in the input (-1: the last one)
+};
+
+class TransposeRef : public Kernel {
+ public:
+  TransposeRef(const Shape& in, const std::vector<int>& perm, size_t elem) : elem_(elem), l_(in, perm) {}
 
   Status run(const RunBuffers& b, KernelState*) const override {
     switch (elem_) {
@@ -115,39 +142,33 @@ class TransposeRef : public Kernel {
   void copy(const RunBuffers& b) const {
     const T* src = static_cast<const T*>(b.in[0]);
     T* dst = static_cast<T*>(b.out[0]);
-    const size_t r = od_.size();
+    const size_t r = l_.od.size();
     if (r <= 1) {  // nothing moves
-      std::memcpy(dst, src, static_cast<size_t>(total_) * sizeof(T));
+      std::memcpy(dst, src, static_cast<size_t>(l_.total) * sizeof(T));
       return;
     }
-    if (q_ < 0) {  // last dim still innermost: copy rows
-      const int64_t inner = od_[r - 1], rows = total_ / inner;
+    if (l_.q < 0) {  // last dim still innermost: copy rows
+      const int64_t inner = l_.od[r - 1], rows = l_.total / inner;
 #pragma omp parallel for schedule(static)
       for (int64_t row = 0; row < rows; ++row) {
         int64_t off = 0, rem = row;
         for (size_t d = r - 1; d-- > 0;) {
-          off += (rem % od_[d]) * is_[d];
-          rem /= od_[d];
+          off += (rem % l_.od[d]) * l_.is[d];
+          rem /= l_.od[d];
         }
         std::memcpy(dst + row * inner, src + off, static_cast<size_t>(inner) * sizeof(T));
       }
       return;
     }
     // Batch of 2-D transposes between output dims q (input-contiguous) and r-1.
-    const size_t q = static_cast<size_t>(q_);
-    const int64_t nq = od_[q], nl = od_[r - 1], osq = os_[q], isl = is_[r - 1];
-    const int64_t outer = total_ / (nq * nl), tiles_q = (nq + kTile - 1) / kTile;
+    const size_t q = static_cast<size_t>(l_.q);
+    const int64_t nq = l_.od[q], nl = l_.od[r - 1], osq = l_.os[q], isl = l_.is[r - 1];
+    const int64_t outer = l_.total / (nq * nl), tiles_q = (nq + kTile - 1) / kTile;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t o = 0; o < outer; ++o) {
       for (int64_t tq = 0; tq < tiles_q; ++tq) {
-        int64_t ioff = 0, ooff = 0, rem = o;
-        for (size_t d = r - 1; d-- > 0;) {
-          if (d == q) continue;
-          int64_t idx = rem % od_[d];
-          rem /= od_[d];
-          ioff += idx * is_[d];
-          ooff += idx * os_[d];
-        }
+        int64_t ioff, ooff;
+        l_.offsets(o, &ioff, &ooff);
         const int64_t q0 = tq * kTile, q1 = std::min(nq, q0 + kTile);
         for (int64_t l0 = 0; l0 < nl; l0 += kTile) {
           const int64_t l1 = std::min(nl, l0 + kTile);
@@ -159,21 +180,126 @@ class TransposeRef : public Kernel {
   }
 
   size_t elem_;
-  Shape od_;                      // simplified output dims
-  std::vector<int64_t> is_, os_;  // input / output stride per output dim
-  int64_t total_ = 1;
-  int q_ = -1;  // output dim that is innermost in the input (-1: the last one)
+  Layout l_;
 };
+
+// ---- AVX-512 kernel ------------------------------------------------------------
+// dst[i * lds + j] = src[j * ldi + i] for a 16 × 16 block of floats. (GCC 12 warns
+// about the _mm512_undefined_ps() inside its own shuffle intrinsics: silenced here.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+__attribute__((target("avx512f"))) void block16(const float* src, int64_t ldi, float* dst, int64_t lds) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ldi);
+  // 32-bit interleave of row pairs, 64-bit interleave of pairs of pairs, then the
+  // 128-bit lanes: after the three stages row k holds column k.
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);          // 64-bit halves 0 of both
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);      // 64-bit halves 1 of both
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  // r[4a + b] holds, in 128-bit lane L, elements b of rows 4L'..: combine lanes across groups.
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);       // lanes 0, 2 of r[i], then of r[4+i]
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);   // lanes 1, 3
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);        // output column i      (lane 0 of each quarter)
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);    // output column 8 + i
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * lds, r[i]);
+}
+#pragma GCC diagnostic pop
+
+// dst[j] = src[j * ld] for j in [j0, j1): 16 at a time with a gather (the rows
+// left over below a multiple of 16, e.g. all four rows of a [pixels, 4] -> [4, pixels]
+// transpose). Needs 15 · ld to fit an int32 index.
+__attribute__((target("avx512f"))) void gather_row(const float* src, int64_t ld, float* dst, int64_t j0, int64_t j1) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(static_cast<int>(ld)));
+  int64_t j = j0;
+  for (; j + 16 <= j1; j += 16)
+    _mm512_storeu_ps(dst + j, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, src + j * ld, 4));
+  if (j < j1) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (j1 - j)) - 1u);
+    _mm512_mask_storeu_ps(dst + j, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, src + j * ld, 4));
+  }
+}
+
+class TransposeAvx512 : public Kernel {
+ public:
+  explicit TransposeAvx512(Layout l) : l_(std::move(l)) {
+    gather_ok_ = 15 * l_.is[l_.od.size() - 1] <= std::numeric_limits<int32_t>::max();
+  }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* src = static_cast<const float*>(b.in[0]);
+    float* dst = static_cast<float*>(b.out[0]);
+    const size_t r = l_.od.size(), q = static_cast<size_t>(l_.q);
+    const int64_t nq = l_.od[q], nl = l_.od[r - 1], osq = l_.os[q], isl = l_.is[r - 1];
+    const int64_t outer = l_.total / (nq * nl), tiles_q = (nq + kTile - 1) / kTile;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t tq = 0; tq < tiles_q; ++tq) {
+        int64_t ioff, ooff;
+        l_.offsets(o, &ioff, &ooff);
+        const float* s = src + ioff;
+        float* d = dst + ooff;
+        const int64_t q0 = tq * kTile, q1 = std::min(nq, q0 + kTile);
+        for (int64_t l0 = 0; l0 < nl; l0 += kTile) {
+          const int64_t l1 = std::min(nl, l0 + kTile);
+          int64_t iq = q0;
+          for (; iq + 16 <= q1; iq += 16) {
+            int64_t il = l0;
+            for (; il + 16 <= l1; il += 16) block16(s + iq + il * isl, isl, d + iq * osq + il, osq);
+            for (int64_t k = iq; k < iq + 16; ++k)
+              for (int64_t j = il; j < l1; ++j) d[k * osq + j] = s[k + j * isl];
+          }
+          for (; iq < q1; ++iq) {
+            if (gather_ok_) gather_row(s + iq, isl, d + iq * osq, l0, l1);
+            else
+              for (int64_t j = l0; j < l1; ++j) d[iq * osq + j] = s[iq + j * isl];
+          }
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static constexpr int64_t kTile = 64;  // 16 blocks of 16 × 16 per tile pair
+  Layout l_;
+  bool gather_ok_ = false;
+};
+
+Result<std::unique_ptr<Kernel>> create_avx512(KernelContext& ctx) {
+  if (dtype_size(ctx.in[0].dtype) != 4) return KernelContext::decline("elements are not 4 bytes");
+  if (!__builtin_cpu_supports("avx512f")) return KernelContext::decline("this CPU lacks AVX-512");
+  Layout l(ctx.in[0].shape, ctx.attrs<fb::TransposeT>().perm);
+  if (l.q < 0) return KernelContext::decline("the innermost dim stays innermost (a row copy)");
+  if (l.od.back() < 16) return KernelContext::decline("output rows shorter than 16 elements");
+  return std::unique_ptr<Kernel>(new TransposeAvx512(std::move(l)));
+}
 
 Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(
       new TransposeRef(ctx.in[0].shape, ctx.attrs<fb::TransposeT>().perm, dtype_size(ctx.in[0].dtype)));
 }
 
+const KernelDef kTransposeAvx512 = {"transpose_avx512", false, create_avx512};
 const KernelDef kTransposeRef = {"transpose_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kTransposeOp = {"Transpose", 1, 1, 1, 1, check, infer, {&kTransposeRef}};
+const OpDef kTransposeOp = {"Transpose", 1, 1, 1, 1, check, infer, {&kTransposeAvx512, &kTransposeRef}};
 
 }  // namespace atrous
