@@ -172,10 +172,12 @@ class FastLinearAttention(nn.Module):
         self.value_projection = linear(d_model, d_values * n_heads)
         self.out_projection = linear(d_values * n_heads, d_model)
 
-    def forward(self, x, causal):
+    def forward(self, x, causal, keys=None, values=None):
         n, l, _ = x.shape
-        sp = lambda t: t.view(n, l, self.h, -1).transpose(1, 2)  # noqa: E731  (N, L, H, E) -> (N, H, L, E)
-        q, k, v = sp(self.query_projection(x)), sp(self.key_projection(x)), sp(self.value_projection(x))
+        keys = x if keys is None else keys
+        values = keys if values is None else values
+        sp = lambda t: t.reshape(n, t.shape[1], self.h, -1).transpose(1, 2)  # noqa: E731  (N, L, H, E) -> (N, H, L, E)
+        q, k, v = sp(self.query_projection(x)), sp(self.key_projection(keys)), sp(self.value_projection(values))
         out = linear_attention_math(q, k, v, causal, 1e-6)
         return self.out_projection(out.transpose(1, 2).reshape(n, l, -1))
 
@@ -208,6 +210,20 @@ lin_case("linear_len64_causal_head64", 1, 64, 128, 2, True, step=True)
 lin_case("linear_len1000_causal_head17", 1, 1000, 51, 3, True, step=True)
 lin_case("linear_len1000_head64", 2, 1000, 64, 1, False)
 lin_case("linear_len4097_causal_head32", 1, 4097, 64, 2, True)
+
+
+def lin_cross_case(name, b, lq, lk, dim, heads, d_keys, d_values):
+    """Non-causal cross attention: separate key and value inputs of another length, and
+    value heads wider than key heads."""
+    mod = FastLinearAttention(dim, heads, d_keys, d_values)
+    x, keys, values = rnd(b, lq, dim), rnd(b, lk, dim), rnd(b, lk, dim)
+    y = run64(mod, x, False, keys, values)
+    ins, consts = proj_inputs(mod, ("query_projection", "key_projection", "value_projection", "out_projection"), "k", "v")
+    wcase(name, [node("attn", "LinearAttention", ins, {"num_heads": heads, "causal": False}, ["y"])],
+          {"q": x, "k": keys, "v": values}, consts, {"y": y})
+
+
+lin_cross_case("linear_cross_lq300_lk700_b2_dk16_dv24", 2, 300, 700, 64, 3, 16, 24)
 
 
 # ---- PerformerAttention (performer-pytorch master) ------------------------------------

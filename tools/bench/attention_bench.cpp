@@ -49,6 +49,7 @@ struct Options {
   int reps = 3, threads = 2;
   double torch_budget = 30;
   int64_t parts_n = 16384;  // 0: skip the matrix-shaped parts table
+  std::vector<std::string> kernels;  // --kernels: the only kernels allowed (empty: all)
 };
 
 std::vector<float> randn(size_t count, float scale, uint32_t seed) {
@@ -174,6 +175,7 @@ void measure_child(const std::string& v, int64_t n, bool causal, const Options& 
   if (!model.ok()) return fail(model.status().to_string());
   SessionOptions so;
   so.threads = o.threads;
+  so.allowed_kernels = o.kernels;
   auto s = Session::create(*model, so);
   if (!s.ok()) return fail(s.status().to_string());
   Tensor x = Tensor::zeros(DType::kF32, xs);
@@ -321,9 +323,10 @@ int main(int argc, char** argv) {
     else if (a == "--no-torch") o.torch = false;
     else if (a == "--torch-budget") o.torch_budget = std::stod(next());
     else if (a == "--parts-n") o.parts_n = std::stoll(next());
+    else if (a == "--kernels") o.kernels = parse_strs(next());
     else {
       std::printf("usage: %s [--n 1024,4096,...] [--variants softmax,linear,performer,transnormer,flash,litemla] [--causal] "
-                  "[--reps 3] [--threads 2] [--no-torch] [--torch-budget seconds] [--parts-n 16384]\n", argv[0]);
+                  "[--reps 3] [--threads 2] [--no-torch] [--torch-budget seconds] [--parts-n 16384] [--kernels a,b,...]\n", argv[0]);
       return a == "--help" || a == "-h" ? 0 : 2;
     }
   }

@@ -2,6 +2,8 @@
 
 #include "onednn/onednn.h"
 
+#include <vector>
+
 namespace atrous {
 
 using dnnl::memory;
@@ -12,7 +14,7 @@ struct PackedGemm::Impl {
   memory::desc src, dst, w, b;
   const void* w_packed = nullptr;
   bool has_bias = false;
-  int scratch = -1;
+  std::vector<int> scratch;  // one scratchpad per concurrent slot (empty: none needed)
   memory::desc scratch_md;
   std::string detail;
 };
@@ -21,7 +23,7 @@ PackedGemm::PackedGemm() : impl_(std::make_unique<Impl>()) {}
 PackedGemm::~PackedGemm() = default;
 
 std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                               bool has_bias) {
+                                               bool has_bias, int slots) {
   if (!w_constant || M < 1 || K < 1 || N < 1) return nullptr;
   std::unique_ptr<PackedGemm> g(new PackedGemm());
   Impl& p = *g->impl_;
@@ -45,7 +47,10 @@ std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, in
         p.w_packed = *packed;
         p.has_bias = has_bias;
         p.scratch_md = pd.scratchpad_desc();
-        p.scratch = request_scratchpad(ctx, p.scratch_md);
+        for (int i = 0; i < slots; ++i) {
+          const int id = request_scratchpad(ctx, p.scratch_md);
+          if (id >= 0) p.scratch.push_back(id);
+        }
         p.detail = pd.impl_info_str();
         p.prim = dnnl::inner_product_forward(pd);
       },
@@ -65,9 +70,11 @@ PackedGemm::Bound::Bound() : impl_(std::make_unique<Impl>()) {}
 PackedGemm::Bound::~Bound() = default;
 
 Result<std::unique_ptr<PackedGemm::Bound>> PackedGemm::bind(const float* x, const float* bias, float* y,
-                                                            const RunBuffers& b) const {
+                                                            const RunBuffers& b, int slot) const {
   const Impl& p = *impl_;
   if (p.has_bias && !bias) return internal_error("packed gemm: bias missing");
+  if (!p.scratch.empty() && (slot < 0 || slot >= static_cast<int>(p.scratch.size())))
+    return internal_error("packed gemm: scratchpad slot " + std::to_string(slot) + " not requested");
   std::unique_ptr<Bound> bound(new Bound());
   Bound::Impl& c = *bound->impl_;
   try {
@@ -83,7 +90,8 @@ Result<std::unique_ptr<PackedGemm::Bound>> PackedGemm::bind(const float* x, cons
     add(DNNL_ARG_WEIGHTS, p.w, p.w_packed);
     add(DNNL_ARG_DST, p.dst, y);
     if (p.has_bias) add(DNNL_ARG_BIAS, p.b, bias);
-    if (p.scratch >= 0) add(DNNL_ARG_SCRATCHPAD, p.scratch_md, b.scratch[static_cast<size_t>(p.scratch)]);
+    if (!p.scratch.empty())
+      add(DNNL_ARG_SCRATCHPAD, p.scratch_md, b.scratch[static_cast<size_t>(p.scratch[static_cast<size_t>(slot)])]);
   } catch (const dnnl::error& e) {
     return internal_error(std::string("binding oneDNN memory: ") + e.what());
   }
@@ -95,6 +103,15 @@ Status PackedGemm::Bound::run() const {
   dnnl_status_t s = dnnl_primitive_execute(c.prim.get(), c.stream.get(), static_cast<int>(c.args.size()), c.args.data());
   if (s != dnnl_success) return internal_error("oneDNN inner product failed with status " + std::to_string(s));
   return Status::Ok();
+}
+
+Status PackedGemm::Bound::run_on(const float* x, float* y) const {
+  const Impl& c = *impl_;
+  // mems[0] is the source, mems[2] the destination (bind() adds them in that order).
+  if (dnnl_memory_set_data_handle(c.mems[0].get(), const_cast<float*>(x)) != dnnl_success ||
+      dnnl_memory_set_data_handle(c.mems[2].get(), y) != dnnl_success)
+    return internal_error("oneDNN rejected a data handle");
+  return run();
 }
 
 std::string PackedGemm::detail() const { return impl_->detail; }

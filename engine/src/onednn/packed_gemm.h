@@ -19,8 +19,10 @@ class PackedGemm {
  public:
   // Null, not an error, when w is not constant data (ctx.constant) or oneDNN declines
   // the shape: the caller keeps its sgemm path. M is fixed (plans are per shape).
+  // slots: how many Bounds may run at the same time (each gets its own scratchpad;
+  // the packed weights are shared).
   static std::unique_ptr<PackedGemm> create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                            bool has_bias);
+                                            bool has_bias, int slots = 1);
   ~PackedGemm();
   PackedGemm(const PackedGemm&) = delete;
   PackedGemm& operator=(const PackedGemm&) = delete;
@@ -32,6 +34,10 @@ class PackedGemm {
     ~Bound();
     // Runs on the session's threads; call it outside OpenMP parallel regions.
     Status run() const;
+    // Runs on other rows: x and y replace the pointers given to bind() (same shapes).
+    // Inside a parallel region it runs on the calling thread. One Bound serves one
+    // thread at a time (the pointers live in it).
+    Status run_on(const float* x, float* y) const;
 
    private:
     friend class PackedGemm;
@@ -43,7 +49,9 @@ class PackedGemm {
   // x: M contiguous rows of K floats; y: M contiguous rows of N floats; bias: N floats
   // (required when created with has_bias, ignored otherwise). Scratch comes from the
   // step's buffers (requested at create).
-  Result<std::unique_ptr<Bound>> bind(const float* x, const float* bias, float* y, const RunBuffers& b) const;
+  // slot: which of the `slots` scratchpads this Bound uses (Bounds running concurrently
+  // need different slots).
+  Result<std::unique_ptr<Bound>> bind(const float* x, const float* bias, float* y, const RunBuffers& b, int slot = 0) const;
   std::string detail() const;
 
  private:

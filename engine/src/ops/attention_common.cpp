@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "onednn/gemm.h"
+#include "ops/small_gemm.h"
 
 namespace atrous::attn {
 
@@ -214,18 +215,19 @@ __attribute__((target("avx2,fma"))) void elu_add_avx2(float* x, int64_t n, float
 
 }  // namespace
 
+void elu_add_serial(float* x, int64_t n, float add) {
+  switch (isa()) {
+    case Isa::kAvx512: return elu_add_avx512(x, n, add);
+    case Isa::kAvx2: return elu_add_avx2(x, n, add);
+    default: break;
+  }
+  for (int64_t j = 0; j < n; ++j) x[j] = (x[j] > 0.0f ? x[j] : std::expm1(x[j])) + add;
+}
+
 void elu_add_inplace(float* x, int64_t n, float add) {
   constexpr int64_t kBlock = 1 << 14;
-  const Isa i = isa();
 #pragma omp parallel for schedule(static)
-  for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
-    const int64_t len = std::min(kBlock, n - b0);
-    float* p = x + b0;
-    if (i == Isa::kAvx512) elu_add_avx512(p, len, add);
-    else if (i == Isa::kAvx2) elu_add_avx2(p, len, add);
-    else
-      for (int64_t j = 0; j < len; ++j) p[j] = (p[j] > 0.0f ? p[j] : std::expm1(p[j])) + add;
-  }
+  for (int64_t b0 = 0; b0 < n; b0 += kBlock) elu_add_serial(x + b0, std::min(kBlock, n - b0), add);
 }
 
 float row_max(const float* x, int64_t n) {
@@ -379,6 +381,49 @@ Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk,
   return Status::Ok();
 }
 
+Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
+                              float* scratch) const {
+  const int64_t d = s_.d, m = s_.m, cl = cols();
+  ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, rows, 1.0f, k, ldk, v, ldv, 1.0f, state, cl));
+  if (!s_.denominator) return Status::Ok();
+  float* z = scratch;  // Σ rows of k, contiguous; then added to the state's strided column m
+  std::fill(z, z + d, 0.0f);
+  for (int64_t j = 0; j < rows; ++j) {
+    const float* kj = k + j * ldk;
+#pragma omp simd
+    for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
+  }
+  for (int64_t f = 0; f < d; ++f) state[f * cl + m] += z[f];
+  return Status::Ok();
+}
+
+Status LinearCore::read(const float* q, int64_t ldq, int64_t rows, float* y, int64_t ldy, const float* state,
+                        float* scratch) const {
+  const int64_t d = s_.d, m = s_.m, cl = cols();
+  float* z = scratch;
+  float* inv = z + d;
+  if (s_.denominator)
+    for (int64_t f = 0; f < d; ++f) z[f] = state[f * cl + m];
+  for (int64_t r0 = 0; r0 < rows; r0 += kReadBlock) {
+    const int64_t n = std::min(kReadBlock, rows - r0);
+    const float* qb = q + r0 * ldq;
+    if (s_.denominator)
+      for (int64_t i = 0; i < n; ++i) {
+        const float* qi = qb + i * ldq;
+        float den = 0.0f, qs = 0.0f;
+#pragma omp simd reduction(+ : den, qs)
+        for (int64_t f = 0; f < d; ++f) {
+          den += qi[f] * z[f];
+          qs += qi[f];
+        }
+        inv[i] = 1.0f / (den + s_.eps + s_.eps_qsum * qs);
+      }
+    ATROUS_RETURN_IF_ERROR(small_sgemm(false, false, n, m, d, 1.0f, qb, ldq, state, cl, 0.0f, y + r0 * ldy, ldy,
+                                       s_.denominator ? inv : nullptr));
+  }
+  return Status::Ok();
+}
+
 void LinearCore::run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
                          int64_t ldy, float* state) const {
   const int64_t d = s_.d, m = s_.m, cl = cols();
@@ -504,16 +549,17 @@ ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads) {
   return s;
 }
 
-std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx, const ProjShapes& s) {
+std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx, const ProjShapes& s, bool out_only) {
   auto p = std::make_unique<PackedProjections>();
   auto make = [&](int64_t rows, int64_t e, int w, int bias, int64_t n) {
     const void* wc = w < static_cast<int>(ctx.constant.size()) ? ctx.constant[static_cast<size_t>(w)] : nullptr;
     return PackedGemm::create(ctx, rows, e, n, wc, present(ctx, bias));
   };
+  p->o = make(s.batch * s.lq, s.inner_v, kWo, kBo, s.eo);
+  if (out_only) return p;
   p->q = make(s.batch * s.lq, s.eq, kWq, kBq, s.inner);
   p->k = make(s.batch * s.lk, s.ek, kWk, kBk, s.inner);
   p->v = make(s.batch * s.lk, s.ev, kWv, kBv, s.inner_v);
-  p->o = make(s.batch * s.lq, s.inner_v, kWo, kBo, s.eo);
   return p;
 }
 
@@ -570,13 +616,14 @@ Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, flo
   return project(o, s.batch * s.lq, s.inner_v, s.inner_v, w, bias, s.eo, y, s.eo);
 }
 
-ProjectedHeadsKernel::ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what)
+ProjectedHeadsKernel::ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what, bool fused)
     : ref_(ref), s_(proj_shapes(ctx, heads)), threads_(std::max(1, ctx.threads)), what_(what) {
-  if (!ref) packed_ = PackedProjections::create(ctx, s_);
+  if (!ref) packed_ = PackedProjections::create(ctx, s_, fused);
 }
 
 void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {
   const uint64_t f = sizeof(float);
+  if (fused_) return request_fused_scratch(ctx);
   q_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner);
   k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
   v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
@@ -585,6 +632,7 @@ void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {
 }
 
 Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind(const RunBuffers& b) const {
+  if (fused_) return bind_fused(b);
   if (!packed_) return std::unique_ptr<KernelState>();
   auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
   ATROUS_ASSIGN_OR_RETURN(auto bound, packed_->bind(b, scr(q_scr_), scr(k_scr_), scr(v_scr_), scr(o_scr_),
@@ -595,6 +643,7 @@ Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind(const RunBuffers
 Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const {
   auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
   float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
+  if (fused_) return run_fused(b, state);
   const auto* bound = static_cast<const BoundProjections*>(state);
   ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, bound));
   before_heads(q, k);

@@ -47,6 +47,8 @@ float exp_shift_sum(float* x, int64_t n, float shift);
 void exp_add(const float* x, float* y, int64_t n, float add);
 // x[i] = elu(x[i]) + add (alpha 1), vectorised, OpenMP-parallel over blocks.
 void elu_add_inplace(float* x, int64_t n, float add);
+// The same on the calling thread (a block inside a parallel region).
+void elu_add_serial(float* x, int64_t n, float add);
 // "avx512", "avx2" or "scalar": the path the functions above take.
 const char* vector_isa();
 
@@ -81,6 +83,22 @@ class LinearCore {
   // otherwise), with plain loops: the reference kernels' core. No scratch.
   void run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
                int64_t ldy, float* state) const;
+  // The non-causal form in pieces, for kernels that produce keys and queries a block
+  // of rows at a time (the fused kernels): accumulate() adds `rows` keys and values
+  // to the state (S += φKᵀV, z += Σ φk); read() computes `rows` outputs from it.
+  // scratch: read_scratch_floats(); accumulate needs d floats.
+  Status accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
+                    float* scratch) const;
+  Status read(const float* q, int64_t ldq, int64_t rows, float* y, int64_t ldy, const float* state, float* scratch) const;
+  int64_t read_scratch_floats() const { return s_.d + kReadBlock; }
+  static constexpr int64_t kReadBlock = 256;
+  // The same core over a different number of rows (a block of a longer sequence).
+  LinearCore with_rows(int64_t lq, int64_t lk) const {
+    LinearCoreShape s = s_;
+    s.lq = lq;
+    s.lk = lk;
+    return LinearCore(s);
+  }
   // GEMM flops of run().
   double flops() const;
 
@@ -130,7 +148,8 @@ struct BoundProjections : KernelState {
 // when oneDNN declines it, and that projection takes sgemm on each call.
 struct PackedProjections {
   std::unique_ptr<PackedGemm> q, k, v, o;
-  static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s);
+  // out_only: the output projection alone (the fused kernels pack q, k, v per head group).
+  static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s, bool out_only = false);
   // Binds the calls to the step's buffers: Q, K, V and O in scratch, y the output.
   Result<std::unique_ptr<BoundProjections>> bind(const RunBuffers& b, float* q_dst, float* k_dst, float* v_dst,
                                                  const float* o_src, float* y) const;
@@ -152,14 +171,33 @@ double projection_flops(const ProjShapes& s);
 // ref), a hook over the whole Q and K, one task per (batch, head) on the session's
 // threads, each with its own thread scratch, a hook over O, the output projection.
 // A derived constructor calls request_scratch() last (it needs thread_floats()).
+//
+// Fused mode (enable_fused; the kernels named *_fused): each thread owns a group of
+// adjacent heads and walks the sequence in blocks of 256 tokens. For its heads only it
+// projects the block's q, k and v (the weights' rows of those heads packed at plan
+// time, one PackedGemm per group), applies φ, and runs the core on the block while it
+// is in cache: causal, the chunked core carrying the state from block to block;
+// non-causal, LinearCore::accumulate over the key blocks, then LinearCore::read over
+// the query blocks. After each query block a barrier; then the block's O rows, split
+// between the threads, go through after_rows and the output projection.
+// In the unfused layout a head's q, k, v rows are 256 B out of every 2 KiB of three
+// sequence-long buffers: the core then waits on memory (docs/performance.md).
 class ProjectedHeadsKernel : public Kernel {
  public:
   Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const final;
   Status run(const RunBuffers& b, KernelState* state) const final;
+  std::string detail() const override;
 
  protected:
-  ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what);
+  // fused: the kernel will call enable_fused() (only the output projection is packed here).
+  ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what, bool fused = false);
   void request_scratch(KernelContext& ctx);
+  // Sets up the fused mode for `core` (its shape for the whole sequence) with the state
+  // inputs kv_input / z_input (-1: none). Call before request_scratch(). Fails with the
+  // reason when a group's projections cannot be packed.
+  Status enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input);
+  // φ over n floats of a block of q (query) or k, in fused mode.
+  virtual void feature(float* /*x*/, int64_t /*n*/, bool /*query*/) const {}
 
   // Floats of scratch each thread gets.
   virtual int64_t thread_floats() const = 0;
@@ -169,6 +207,8 @@ class ProjectedHeadsKernel : public Kernel {
   virtual Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
                       float* st) const = 0;
   virtual void after_heads(const RunBuffers& /*b*/, float* /*o*/) const {}
+  // The same over `rows` rows of O (fused mode, on the calling thread).
+  virtual void after_rows(const RunBuffers& /*b*/, float* /*o*/, int64_t /*rows*/) const {}
 
   // The core over one head whose state (d × m, plus z when with_z) is carried in the
   // optional state inputs/outputs: state_in, the chunked (or reference) core, state_out.
@@ -183,8 +223,15 @@ class ProjectedHeadsKernel : public Kernel {
   int threads_ = 1;
 
  private:
+  struct Fused;
+  struct FusedBound;
+  void request_fused_scratch(KernelContext& ctx);
+  Result<std::unique_ptr<KernelState>> bind_fused(const RunBuffers& b) const;
+  Status run_fused(const RunBuffers& b, const KernelState* state) const;
+
   const char* what_;
   int q_scr_ = -1, k_scr_ = -1, v_scr_ = -1, o_scr_ = -1, t_scr_ = -1;
+  std::shared_ptr<Fused> fused_;  // null unless enable_fused succeeded
 };
 // Fails unless the optional state input i has shape `want` (when present).
 Status expect_state_shape(ShapeContext& ctx, int i, const Shape& want, const char* what);

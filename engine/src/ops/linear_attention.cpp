@@ -9,7 +9,9 @@
 // optional; state needs causal). Key padding (fast-transformers' key_lengths) is not
 // modelled: give only real tokens.
 //
-// Kernels: linear_attention_chunked (projections with packed weights, vectorised φ, the chunked
+// Kernels: linear_attention_fused (per group of heads and block of 256 tokens: the
+// group's projections, φ and the core while the block is in cache; attention_common.h),
+// linear_attention_chunked (projections with packed weights, vectorised φ, the chunked
 // GEMM core of attention_common.h, threads over batch × heads) and
 // linear_attention_ref (plain loops, token-by-token recurrence).
 #include <cmath>
@@ -58,8 +60,10 @@ Status infer(ShapeContext& ctx) {
 // ---- kernels ----------------------------------------------------------------
 class LinearAttentionKernel : public ProjectedHeadsKernel {
  public:
-  LinearAttentionKernel(KernelContext& ctx, bool ref)
-      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::LinearAttentionT>().num_heads, ref, "linear attention core") {
+  enum class Mode { kFused, kChunked, kRef };
+  LinearAttentionKernel(KernelContext& ctx, Mode mode)
+      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::LinearAttentionT>().num_heads, mode == Mode::kRef, "linear attention core",
+                             mode == Mode::kFused) {
     const auto& a = ctx.attrs<fb::LinearAttentionT>();
     LinearCoreShape cs;
     cs.lq = s_.lq;
@@ -71,9 +75,11 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
     cs.eps = a.eps;
     cs.chunk = 128;
     core_ = LinearCore(cs);
+    if (mode == Mode::kFused) fused_status_ = enable_fused(ctx, core_, kStateKv, kStateZ);
     request_scratch(ctx);
   }
   double flops() const override { return projection_flops(s_) + s_.batch * s_.heads * core_.flops(); }
+  Status fused_status_;
 
  private:
   int64_t thread_floats() const override { return core_thread_floats(core_); }
@@ -86,6 +92,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
               float* st) const override {
     return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, q, s_.inner, k, s_.inner, v, o, st);
   }
+  void feature(float* x, int64_t n, bool) const override { elu_add_serial(x, n, 1.0f); }
   void feature_map(float* x, int64_t n) const {
     if (!ref_) return elu_add_inplace(x, n, 1.0f);
     for (int64_t i = 0; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + 1.0f;
@@ -94,14 +101,21 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
   LinearCore core_{LinearCoreShape{}};
 };
 
-Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, false)); }
-Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, true)); }
+using Mode = LinearAttentionKernel::Mode;
+Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) {
+  std::unique_ptr<LinearAttentionKernel> k(new LinearAttentionKernel(ctx, Mode::kFused));
+  if (!k->fused_status_.ok()) return k->fused_status_;
+  return std::unique_ptr<Kernel>(std::move(k));
+}
+Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, Mode::kChunked)); }
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, Mode::kRef)); }
 
+const KernelDef kFused = {"linear_attention_fused", false, create_fused};
 const KernelDef kChunked = {"linear_attention_chunked", false, create_chunked};
 const KernelDef kRef = {"linear_attention_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kLinearAttentionOp = {"LinearAttention", 1, 13, 1, 3, check, infer, {&kChunked, &kRef}};
+const OpDef kLinearAttentionOp = {"LinearAttention", 1, 13, 1, 3, check, infer, {&kFused, &kChunked, &kRef}};
 
 }  // namespace atrous

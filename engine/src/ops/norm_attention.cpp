@@ -15,8 +15,10 @@
 // inputs 0-10 (attention_common.h); 11 norm weight/scale [Iv]?; 12 norm bias or gate [Iv]?;
 // 13 state_kv [B, H, D, M]? (linear form, causal). outputs: y, state_kv' (optional).
 //
-// Kernels: norm_attention_gemm (sgemm projections, chunked GEMM core or per-block
-// GEMMs, threads over batch × heads) and norm_attention_ref (plain loops).
+// Kernels: norm_attention_fused (the linear form: per group of heads and block of 256
+// tokens, projections, φ and the core while the block is in cache; attention_common.h),
+// norm_attention_gemm (sgemm projections, chunked GEMM core or per-block GEMMs, threads
+// over batch × heads) and norm_attention_ref (plain loops).
 #include <omp.h>
 
 #include <algorithm>
@@ -80,8 +82,10 @@ Status infer(ShapeContext& ctx) {
 // ---- kernels ----------------------------------------------------------------
 class NormAttentionKernel : public ProjectedHeadsKernel {
  public:
-  NormAttentionKernel(KernelContext& ctx, bool ref)
-      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::NormAttentionT>().num_heads, ref, "TransNormer attention"),
+  enum class Mode { kFused, kGemm, kRef };
+  NormAttentionKernel(KernelContext& ctx, Mode mode)
+      : ProjectedHeadsKernel(ctx, ctx.attrs<fb::NormAttentionT>().num_heads, mode == Mode::kRef, "TransNormer attention",
+                             mode == Mode::kFused),
         a_(ctx.attrs<fb::NormAttentionT>()) {
     LinearCoreShape cs;
     cs.lq = s_.lq;
@@ -92,8 +96,12 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     cs.denominator = false;
     cs.chunk = 128;
     core_ = LinearCore(cs);
+    if (mode == Mode::kFused)
+      fused_status_ = a_.block_size > 0 ? KernelContext::decline("block_size > 0 (the local form has no running state)")
+                                         : enable_fused(ctx, core_, kStateKv, -1);
     request_scratch(ctx);
   }
+  Status fused_status_;
 
   double flops() const override {
     if (a_.block_size == 0) return projection_flops(s_) + s_.batch * s_.heads * core_.flops();
@@ -115,6 +123,11 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
               float* st) const override {
     if (a_.block_size > 0) return blocks(q, k, v, o, st);
     return core_head(b, core_, bi * s_.heads + h, kStateKv, -1, q, s_.inner, k, s_.inner, v, o, st);
+  }
+  // φ of a block, on the calling thread (inside the fused kernel's parallel region).
+  void feature(float* x, int64_t n, bool) const override {
+    if (a_.act == fb::ActKind::Elu) return elu_add_serial(x, n, 0.0f);
+    for (int64_t i = 0; i < n; ++i) x[i] = activate(x[i], a_.act);
   }
   void after_heads(const RunBuffers& b, float* o) const override {
     normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
@@ -164,29 +177,34 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
   }
 
   void normalize(float* o, const float* w, const float* b) const {
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t r = 0; r < s_.batch * s_.lq; ++r) normalize_row(o + r * s_.inner_v, w, b);
+  }
+  void after_rows(const RunBuffers& b, float* o, int64_t rows) const override {
+    const float* w = input_or_null(b, kNormWeight);
+    const float* bias = input_or_null(b, kNormBias);
+    for (int64_t r = 0; r < rows; ++r) normalize_row(o + r * s_.inner_v, w, bias);
+  }
+  void normalize_row(float* x, const float* w, const float* b) const {
     using N = fb::NormAttentionNorm;
     const int64_t n = s_.inner_v;
     const float eps = a_.norm_eps;
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int64_t r = 0; r < s_.batch * s_.lq; ++r) {
-      float* x = o + r * n;
-      if (a_.norm == N::LayerNorm) {
-        float mean = 0.0f, var = 0.0f;
-        for (int64_t i = 0; i < n; ++i) mean += x[i];
-        mean /= static_cast<float>(n);
-        for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
-        const float inv = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
-        for (int64_t i = 0; i < n; ++i) x[i] = (x[i] - mean) * inv * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
-        continue;
-      }
-      float sq = 0.0f;
-      for (int64_t i = 0; i < n; ++i) sq += x[i] * x[i];
-      const float inv = 1.0f / (std::sqrt(sq) / std::sqrt(static_cast<float>(n)) + eps);
-      for (int64_t i = 0; i < n; ++i) {
-        float y = x[i] * inv * (w ? w[i] : 1.0f);
-        if (a_.norm == N::GatedRMSNorm) y *= 1.0f / (1.0f + std::exp(-b[i] * x[i]));
-        x[i] = y;
-      }
+    if (a_.norm == N::LayerNorm) {
+      float mean = 0.0f, var = 0.0f;
+      for (int64_t i = 0; i < n; ++i) mean += x[i];
+      mean /= static_cast<float>(n);
+      for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+      const float inv = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+      for (int64_t i = 0; i < n; ++i) x[i] = (x[i] - mean) * inv * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+      return;
+    }
+    float sq = 0.0f;
+    for (int64_t i = 0; i < n; ++i) sq += x[i] * x[i];
+    const float inv = 1.0f / (std::sqrt(sq) / std::sqrt(static_cast<float>(n)) + eps);
+    for (int64_t i = 0; i < n; ++i) {
+      float y = x[i] * inv * (w ? w[i] : 1.0f);
+      if (a_.norm == N::GatedRMSNorm) y *= 1.0f / (1.0f + std::exp(-b[i] * x[i]));
+      x[i] = y;
     }
   }
 
@@ -194,14 +212,21 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
   LinearCore core_{LinearCoreShape{}};
 };
 
-Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, false)); }
-Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, true)); }
+using Mode = NormAttentionKernel::Mode;
+Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) {
+  std::unique_ptr<NormAttentionKernel> k(new NormAttentionKernel(ctx, Mode::kFused));
+  if (!k->fused_status_.ok()) return k->fused_status_;
+  return std::unique_ptr<Kernel>(std::move(k));
+}
+Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, Mode::kGemm)); }
+Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, Mode::kRef)); }
 
+const KernelDef kFused = {"norm_attention_fused", false, create_fused};
 const KernelDef kGemm = {"norm_attention_gemm", false, create_gemm};
 const KernelDef kRef = {"norm_attention_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kNormAttentionOp = {"NormAttention", 1, 14, 1, 2, check, infer, {&kGemm, &kRef}};
+const OpDef kNormAttentionOp = {"NormAttention", 1, 14, 1, 2, check, infer, {&kFused, &kGemm, &kRef}};
 
 }  // namespace atrous

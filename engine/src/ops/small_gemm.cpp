@@ -1,0 +1,207 @@
+#include "ops/small_gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "onednn/gemm.h"
+
+namespace atrous {
+namespace {
+
+constexpr int kMR = 6;        // rows of a C tile
+constexpr int kNV = 4;        // 16-float vectors across a C tile
+constexpr int64_t kNB = kNV * 16;
+constexpr int64_t kKC = 64;   // K block: the B panel of one block is kKC × kNB floats (16 KiB)
+constexpr int64_t kMaxPackedRows = 128;  // op(A) = Aᵀ panels up to kKC × 128 floats (32 KiB)
+
+struct TileArgs {
+  int64_t kc;
+  const float* a;  // op(A) at (row 0 of the tile, k 0 of the block)
+  int64_t lda;
+  const float* b;  // op(B) at (k 0 of the block, column 0 of the tile), row-major
+  int64_t ldb;
+  float* c;        // C at the tile's corner
+  int64_t ldc;
+  const float* row_scale;  // per-row factors of alpha for the tile's rows, or nullptr
+  __mmask16 last;  // lanes of the tile's last vector that are columns of C
+  float alpha, beta;
+  bool read_c;     // add beta · C (false: C is written, never read)
+};
+
+// One MR × NV·16 tile of C over one K block.
+template <int MR, int NV, bool TA>
+__attribute__((target("avx512f"))) void tile(const TileArgs& t) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  const float* a = t.a;
+  const float* b = t.b;
+  const int64_t lda = t.lda, ldb = t.ldb, kc = t.kc;
+  const __mmask16 last = t.last;
+  for (int64_t p = 0; p < kc; ++p, b += ldb) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = v + 1 < NV ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(last, b + 16 * v);
+    const float* ap = TA ? a + p * lda : a + p;
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(TA ? ap[r] : ap[r * lda]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  const __m512 beta = _mm512_set1_ps(t.beta);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    float* c = t.c + r * t.ldc;
+    const __m512 alpha = _mm512_set1_ps(t.row_scale ? t.alpha * t.row_scale[r] : t.alpha);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v + 1 < NV ? static_cast<__mmask16>(0xFFFF) : last;
+      __m512 x = _mm512_mul_ps(alpha, acc[r][v]);
+      if (t.read_c) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, c + 16 * v), x);
+      _mm512_mask_storeu_ps(c + 16 * v, m, x);
+    }
+  }
+}
+
+using TileFn = void (*)(const TileArgs&);
+
+template <bool TA, int MR>
+constexpr TileFn row_fn(int nv) {
+  return nv == 1 ? tile<MR, 1, TA> : nv == 2 ? tile<MR, 2, TA> : nv == 3 ? tile<MR, 3, TA> : tile<MR, 4, TA>;
+}
+
+template <bool TA>
+TileFn tile_fn(int mr, int nv) {
+  switch (mr) {
+    case 1: return row_fn<TA, 1>(nv);
+    case 2: return row_fn<TA, 2>(nv);
+    case 3: return row_fn<TA, 3>(nv);
+    case 4: return row_fn<TA, 4>(nv);
+    case 5: return row_fn<TA, 5>(nv);
+    default: return row_fn<TA, 6>(nv);
+  }
+}
+
+// Rows [k0, k0 + kc) × columns [j0, j0 + w) of a row-major matrix (or of the
+// transpose of one) copied to a dense row-major panel with leading dimension w.
+// Head slices of a [tokens, heads × dim] tensor are rows 2 KiB or more apart;
+// read in place, every row of a panel falls into the same few L1 sets and the
+// panel is evicted while the tiles pass over it. Packed, it stays.
+void pack(const float* X, int64_t ldx, bool transposed, int64_t k0, int64_t kc, int64_t j0, int64_t w, float* dst) {
+  if (transposed) {  // dst[p, j] = X[j0 + j, k0 + p]
+    for (int64_t j = 0; j < w; ++j) {
+      const float* src = X + (j0 + j) * ldx + k0;
+      for (int64_t p = 0; p < kc; ++p) dst[p * w + j] = src[p];
+    }
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * w, X + (k0 + p) * ldx + j0, static_cast<size_t>(w) * sizeof(float));
+}
+
+template <bool TA>
+void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+                int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+  alignas(64) float b_panel[kKC * kNB];
+  alignas(64) float a_panel[kKC * kMaxPackedRows];
+  // op(A) = Aᵀ is read along rows of A, kc of them per block, several tiles apart:
+  // packed when the block fits (M ≤ kMaxPackedRows). Otherwise A is read along its
+  // own rows (six streams), which the prefetchers follow.
+  const bool pack_a = TA && M <= kMaxPackedRows && lda > 2 * M;
+  // The B panel is reused by every row tile: packed when it is spread out and there
+  // is more than one tile.
+  const bool pack_b = trans_b || (M > kMR && ldb > 2 * std::min(N, kNB));
+  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    if (pack_a) pack(A, lda, false, k0, kc, 0, M, a_panel);
+    // The next K block's rows (of A when op(A) = Aᵀ, of B when op(B) = B) are
+    // prefetched a few per tile: rows of head slices are too far apart for the
+    // hardware prefetchers to run ahead of the kernel.
+    int64_t ahead = k0 + kc;
+    const int64_t ahead_end = std::min(K, ahead + kKC);
+    const int64_t tiles = ((M + kMR - 1) / kMR) * ((N + kNB - 1) / kNB);
+    const int64_t ahead_per_tile = (ahead_end - ahead + tiles - 1) / tiles;
+    for (int64_t n0 = 0; n0 < N; n0 += kNB) {
+      const int64_t nb = std::min(kNB, N - n0);
+      const int nv = static_cast<int>((nb + 15) / 16);
+      const int rem = static_cast<int>(nb - 16 * (nv - 1));
+      TileArgs t;
+      t.kc = kc;
+      t.last = static_cast<__mmask16>((1u << rem) - 1u);
+      t.alpha = alpha;
+      t.beta = k0 == 0 ? beta : 1.0f;
+      t.read_c = t.beta != 0.0f;
+      t.ldc = ldc;
+      t.lda = pack_a ? M : lda;
+      if (pack_b) {
+        pack(B, ldb, trans_b, k0, kc, n0, nb, b_panel);
+        t.b = b_panel;
+        t.ldb = nb;
+      } else {
+        t.b = B + k0 * ldb + n0;
+        t.ldb = ldb;
+      }
+      const TileFn full = tile_fn<TA>(kMR, nv);
+      for (int64_t i0 = 0; i0 < M; i0 += kMR) {
+        for (int64_t e = 0; e < ahead_per_tile && ahead < ahead_end; ++e, ++ahead) {
+          if (TA) prefetch_row(A + ahead * lda, M);
+          if (!trans_b) prefetch_row(B + ahead * ldb, N);
+        }
+        const int mr = static_cast<int>(std::min<int64_t>(kMR, M - i0));
+        t.a = pack_a ? a_panel + i0 : TA ? A + k0 * lda + i0 : A + i0 * lda + k0;
+        t.c = C + i0 * ldc + n0;
+        t.row_scale = row_scale ? row_scale + i0 : nullptr;
+        (mr == kMR ? full : tile_fn<TA>(mr, nv))(t);
+      }
+    }
+  }
+}
+
+// C = beta · C when K = 0 (no product to add).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+}  // namespace
+
+bool small_sgemm_avx512_available() {
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+}
+
+void small_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return scale_c(M, N, beta, C, ldc);
+  if (trans_a) run_blocks<true>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+  else run_blocks<false>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+}
+
+Status small_sgemm_fallback(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                            const float* row_scale) {
+  if (row_scale && beta != 0.0f) return invalid_argument("small_sgemm: row_scale needs beta = 0");
+  ATROUS_RETURN_IF_ERROR(sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+  if (row_scale)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] *= row_scale[i];
+  return Status::Ok();
+}
+
+Status small_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+  if (row_scale && beta != 0.0f) return invalid_argument("small_sgemm: row_scale needs beta = 0");
+  if (small_sgemm_avx512_available()) {
+    small_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+    return Status::Ok();
+  }
+  return small_sgemm_fallback(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+}
+
+}  // namespace atrous

@@ -1,0 +1,50 @@
+// Row-major single-precision GEMM for the per-head products of the attention ops,
+// on the calling thread:
+//   C[M×N] = alpha · op(A) · op(B) + beta · C
+// the same contract as sgemm (onednn/gemm.h). The shapes it is for are narrow:
+// N and one of M, K a head size (16-128), the other a sequence or chunk length.
+// oneDNN's sgemm reaches 16-45 % of the FMA peak there (its blocking is tuned for
+// large square-ish products; per call it also repacks both operands).
+//
+// The AVX-512 kernel keeps a 6-row × 64-column tile of C in 24 zmm accumulators
+// and walks K with one broadcast of A per row and four loads of B per step, so
+// every loaded vector feeds six FMAs. Only scalars of op(A) are broadcast, so A is
+// read in place whether transposed or not. K is blocked by 64; the B panel of a block (≤ 16 KiB) and, for op(A) = Aᵀ with
+// M ≤ 128, the A panel (≤ 32 KiB) are packed into stack buffers so that they stay
+// in L1 while the row tiles pass over them.
+// Columns past a multiple of 16 use masked loads and stores; rows past a multiple
+// of 6 use a shorter tile. Without AVX-512 it calls sgemm.
+//
+// row_scale (optional, with beta = 0 only): C[i, :] = row_scale[i] · alpha · (op(A) op(B))[i, :],
+// applied as the tile is stored (the linear attention's 1 / denominator).
+//
+// No allocation, no threads; inside or outside parallel regions alike.
+#pragma once
+
+#include <cstdint>
+
+#include "atrous/status.h"
+
+namespace atrous {
+
+Status small_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale = nullptr);
+
+// Software prefetch (into L2) of the cache lines holding floats [p, p + n).
+inline void prefetch_row(const float* p, int64_t n) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
+}
+
+// The kernels behind small_sgemm, for tests: the AVX-512 one (requires
+// small_sgemm_avx512_available()) and the fallback (oneDNN sgemm, then the row scale).
+bool small_sgemm_avx512_available();
+void small_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                        const float* row_scale = nullptr);
+Status small_sgemm_fallback(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                            const float* row_scale = nullptr);
+
+}  // namespace atrous

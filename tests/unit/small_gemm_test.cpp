@@ -1,0 +1,131 @@
+// small_sgemm's kernels (the AVX-512 register-tiled one and the oneDNN fallback)
+// against a plain double-precision loop: every transpose combination, row counts
+// around the 6-row tile, column counts around the 16-lane vectors and the 64-column
+// tile, K around the 128 block, padded leading dimensions, alpha and beta.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "onednn/gemm.h"
+#include "ops/small_gemm.h"
+
+namespace {
+
+struct Case {
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha, beta;
+};
+
+// Reference: C = alpha op(A) op(B) + beta C in double.
+std::vector<float> reference(const Case& c, const std::vector<float>& A, int64_t lda, const std::vector<float>& B, int64_t ldb,
+                             const std::vector<float>& C0, int64_t ldc) {
+  std::vector<float> C = C0;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < c.K; ++p) {
+        const double a = c.ta ? A[static_cast<size_t>(p * lda + i)] : A[static_cast<size_t>(i * lda + p)];
+        const double b = c.tb ? B[static_cast<size_t>(j * ldb + p)] : B[static_cast<size_t>(p * ldb + j)];
+        s += a * b;
+      }
+      const double prev = c.beta == 0.0f ? 0.0 : c.beta * static_cast<double>(C0[static_cast<size_t>(i * ldc + j)]);
+      C[static_cast<size_t>(i * ldc + j)] = static_cast<float>(c.alpha * s + prev);
+    }
+  return C;
+}
+
+using Kernel = void (*)(const Case&, const float*, int64_t, const float*, int64_t, float*, int64_t);
+
+void check(const char* name, Kernel run, const Case& c, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  // Padded leading dimensions, so a kernel that assumes ld == width fails.
+  const int64_t lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 5, ldc = c.N + 7;
+  std::vector<float> A(static_cast<size_t>((c.ta ? c.K : c.M) * lda)), B(static_cast<size_t>((c.tb ? c.N : c.K) * ldb));
+  std::vector<float> C(static_cast<size_t>(c.M * ldc));
+  for (auto& x : A) x = u(rng);
+  for (auto& x : B) x = u(rng);
+  for (auto& x : C) x = u(rng);
+  // beta = 0: C must be written, never read (NaN there must not leak into the result).
+  if (c.beta == 0.0f)
+    for (int64_t i = 0; i < c.M; ++i)
+      for (int64_t j = 0; j < c.N; ++j) C[static_cast<size_t>(i * ldc + j)] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> want = reference(c, A, lda, B, ldb, C, ldc);
+  std::vector<float> got = C;
+  run(c, A.data(), lda, B.data(), ldb, got.data(), ldc);
+  double max_ref = 0, max_err = 0;
+  bool padding_kept = true;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const size_t at = static_cast<size_t>(i * ldc + j);
+      if (j >= c.N) {  // the padding between rows of C is never written
+        if (!(got[at] == C[at])) padding_kept = false;
+        continue;
+      }
+      max_ref = std::max(max_ref, std::fabs(static_cast<double>(want[at])));
+      const double e = std::fabs(static_cast<double>(got[at]) - want[at]);
+      max_err = std::isnan(got[at]) ? std::numeric_limits<double>::infinity() : std::max(max_err, e);
+    }
+  INFO(name << " ta " << c.ta << " tb " << c.tb << " M " << c.M << " N " << c.N << " K " << c.K << " alpha " << c.alpha
+            << " beta " << c.beta << ": max err " << max_err << ", max |ref| " << max_ref);
+  CHECK(max_err <= 1e-4 * std::max(max_ref, 1e-3));
+  CHECK(padding_kept);
+}
+
+void avx512(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  atrous::small_sgemm_avx512(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
+}
+void onednn(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  REQUIRE(atrous::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc).ok());
+}
+void dispatched(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  REQUIRE(atrous::small_sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc).ok());
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  const float ab[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.37f, -0.5f}};
+  int i = 0;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (int64_t M : {1, 5, 6, 7, 13, 64})
+        for (int64_t N : {1, 15, 16, 17, 64, 65, 100, 130})
+          for (int64_t K : {1, 7, 128, 129, 300}) {
+            const auto& s = ab[i++ % 3];
+            out.push_back({ta, tb, M, N, K, s[0], s[1]});
+          }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("small_sgemm: the AVX-512 tile kernel equals a double-precision loop", "[small_gemm]") {
+  if (!atrous::small_sgemm_avx512_available()) {
+    WARN("no AVX-512 on this CPU: the tile kernel is not run (small_sgemm falls back to oneDNN, tested below)");
+    return;
+  }
+  std::mt19937 rng(11);
+  for (const Case& c : cases()) check("avx512", avx512, c, rng);
+  // Long K (a whole sequence, as in φ(K)ᵀV) and a long M (φ(Q)·S).
+  check("avx512", avx512, {true, false, 64, 64, 4097, 1.0f, 1.0f}, rng);
+  check("avx512", avx512, {false, false, 4097, 65, 64, 1.0f, 0.0f}, rng);
+}
+
+TEST_CASE("small_sgemm: the fallback (oneDNN sgemm) and the dispatcher equal a double-precision loop", "[small_gemm]") {
+  std::mt19937 rng(12);
+  const auto all = cases();
+  for (size_t i = 0; i < all.size(); i += 3) check("onednn", onednn, all[i], rng);
+  for (size_t i = 1; i < all.size(); i += 3) check("small_sgemm", dispatched, all[i], rng);
+}
+
+TEST_CASE("small_sgemm: K = 0 scales C by beta, M or N = 0 touches nothing", "[small_gemm]") {
+  std::vector<float> C{1.0f, 2.0f, 3.0f, 4.0f};
+  REQUIRE(atrous::small_sgemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.5f, C.data(), 2).ok());
+  CHECK(C == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
+  REQUIRE(atrous::small_sgemm(false, false, 0, 2, 3, 1.0f, nullptr, 3, nullptr, 2, 0.0f, C.data(), 2).ok());
+  CHECK(C == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
+}
