@@ -274,111 +274,86 @@ const char* vector_isa() {
 
 // ---- linear attention core ---------------------------------------------------------
 int64_t LinearCore::scratch_floats() const {
-  const int64_t c = s_.chunk;
-  return c * c + 2 * c * cols() + s_.d;  // A [c, c], acc [c, cols] (or z [d]), V with its ones column [c, cols]
+  const int64_t c = s_.chunk, d = s_.d, m = s_.m;
+  // non-causal: read()'s; causal: [Qc | A] [c, d + c], [S ; Vc] [d + c, m], z [d], 1 / denominators [c]
+  return std::max(read_scratch_floats(), c * (d + c) + (d + c) * m + d + c);
 }
 
 double LinearCore::flops() const {
-  const double d = static_cast<double>(s_.d), cl = static_cast<double>(cols());
-  if (!s_.causal) return 2.0 * (s_.lk + s_.lq) * d * cl;
+  const double d = static_cast<double>(s_.d), m = static_cast<double>(s_.m);
+  if (!s_.causal) return 2.0 * (s_.lk + s_.lq) * d * m;
   double f = 0;
   for (int64_t r0 = 0; r0 < s_.lq; r0 += s_.chunk) {
     const double c = static_cast<double>(std::min(s_.chunk, s_.lq - r0));
-    f += 2.0 * (c * cl * d + c * c * d + c * c * cl + d * c * cl);
+    f += 2.0 * (c * c * d + c * (d + c) * m + d * c * m);  // Qc Kcᵀ, [Qc | A][S ; Vc], Kcᵀ Vc
   }
   return f;
-}
-
-void LinearCore::finish_rows(const float* q, int64_t ldq, const float* acc, int64_t rows, float* y, int64_t ldy) const {
-  const int64_t m = s_.m, cl = cols();
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* a = acc + i * cl;
-    float* yi = y + i * ldy;
-    if (!s_.denominator) {
-      std::memcpy(yi, a, static_cast<size_t>(m) * sizeof(float));
-      continue;
-    }
-    float den = a[m] + s_.eps;
-    if (s_.eps_qsum != 0.0f) {
-      const float* qi = q + i * ldq;
-      float qs = 0.0f;
-#pragma omp simd reduction(+ : qs)
-      for (int64_t f = 0; f < s_.d; ++f) qs += qi[f];
-      den += s_.eps_qsum * qs;
-    }
-    const float inv = 1.0f / den;
-    for (int64_t j = 0; j < m; ++j) yi[j] = a[j] * inv;
-  }
 }
 
 Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
                        int64_t ldy, float* state, float* scratch) const {
   const int64_t C = s_.chunk, d = s_.d, m = s_.m, cl = cols();
-  float* A = scratch;
-  float* acc = A + C * C;
-  float* vaug = acc + C * cl;
-  // Chunk rows [r0, r0 + c) of V, with the ones column when there is a denominator.
-  auto values = [&](int64_t r0, int64_t c, const float** vp, int64_t* ldvp) {
-    if (!s_.denominator) {
-      *vp = v + r0 * ldv;
-      *ldvp = ldv;
-      return;
-    }
-    for (int64_t i = 0; i < c; ++i) {
-      std::memcpy(vaug + i * cl, v + (r0 + i) * ldv, static_cast<size_t>(m) * sizeof(float));
-      vaug[i * cl + m] = 1.0f;
-    }
-    *vp = vaug;
-    *ldvp = cl;
-  };
-  const float* vp;
-  int64_t ldvp;
   if (!s_.causal) {
-    // S += Kᵀ V, then y = Q S, in blocks of kBlock rows (one GEMM over the whole
-    // sequence streams the strided head slices through the cache and runs at a
-    // fraction of the blocked speed); z = Σ k and the denominators q · z on the side.
-    constexpr int64_t kBlock = 256;
-    for (int64_t r0 = 0; r0 < s_.lk; r0 += kBlock)
-      ATROUS_RETURN_IF_ERROR(sgemm(true, false, d, m, std::min(kBlock, s_.lk - r0), 1.0f, k + r0 * ldk, ldk, v + r0 * ldv, ldv, 1.0f, state, cl));
-    for (int64_t r0 = 0; r0 < s_.lq; r0 += kBlock)
-      ATROUS_RETURN_IF_ERROR(sgemm(false, false, std::min(kBlock, s_.lq - r0), m, d, 1.0f, q + r0 * ldq, ldq, state, cl, 0.0f, y + r0 * ldy, ldy));
-    if (!s_.denominator) return Status::Ok();
-    float* z = vaug + C * cl;  // contiguous z [d] (the state's column m is strided)
-    for (int64_t f = 0; f < d; ++f) z[f] = state[f * cl + m];
-    for (int64_t j = 0; j < s_.lk; ++j) {
-      const float* kj = k + j * ldk;
-#pragma omp simd
-      for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
-    }
-    for (int64_t f = 0; f < d; ++f) state[f * cl + m] = z[f];
-    for (int64_t i = 0; i < s_.lq; ++i) {
-      const float* qi = q + i * ldq;
-      float den = 0.0f, qs = 0.0f;
-#pragma omp simd reduction(+ : den, qs)
-      for (int64_t f = 0; f < d; ++f) {
-        den += qi[f] * z[f];
-        qs += qi[f];
-      }
-      const float inv = 1.0f / (den + s_.eps + s_.eps_qsum * qs);
-      float* yi = y + i * ldy;
-      for (int64_t e = 0; e < m; ++e) yi[e] *= inv;
-    }
-    return Status::Ok();
+    ATROUS_RETURN_IF_ERROR(accumulate(k, ldk, v, ldv, s_.lk, state, scratch));
+    return read(q, ldq, s_.lq, y, ldy, state, scratch);
+  }
+  // Causal, chunk by chunk: y_c = ([Qc | tril(Qc Kcᵀ)] [S ; Vc]) / denominators, one
+  // GEMM for the earlier chunks (through S) and this one (through the masked scores);
+  // then S += Kcᵀ Vc. The denominators are q · z plus the masked scores' row sums.
+  float* qa = scratch;           // [C, d + C]: the chunk's queries, then its masked scores
+  float* sv = qa + C * (d + C);  // [d + C, m]: the running S, then the chunk's values
+  float* z = sv + (d + C) * m;   // [d]: Σ k (the state's column m, contiguous)
+  float* inv = z + d;            // [C]: 1 / denominator per row
+  const bool den = s_.denominator;
+  const int64_t ldqa = d + C;
+  for (int64_t f = 0; f < d; ++f) {
+    std::memcpy(sv + f * m, state + f * cl, static_cast<size_t>(m) * sizeof(float));
+    z[f] = den ? state[f * cl + m] : 0.0f;
   }
   for (int64_t r0 = 0; r0 < s_.lq; r0 += C) {
     const int64_t c = std::min(C, s_.lq - r0);
     const float* qc = q + r0 * ldq;
     const float* kc = k + r0 * ldk;
-    values(r0, c, &vp, &ldvp);
-    // Earlier chunks through the state, this chunk through the masked quadratic form.
-    ATROUS_RETURN_IF_ERROR(sgemm(false, false, c, cl, d, 1.0f, qc, ldq, state, cl, 0.0f, acc, cl));
-    ATROUS_RETURN_IF_ERROR(sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, A, C));
-    for (int64_t i = 0; i < c; ++i) std::fill(A + i * C + i + 1, A + i * C + c, 0.0f);
-    ATROUS_RETURN_IF_ERROR(sgemm(false, false, c, cl, c, 1.0f, A, C, vp, ldvp, 1.0f, acc, cl));
-    ATROUS_RETURN_IF_ERROR(sgemm(true, false, d, cl, c, 1.0f, kc, ldk, vp, ldvp, 1.0f, state, cl));
-    finish_rows(qc, ldq, acc, c, y + r0 * ldy, ldy);
+    float* vc = sv + d * m;
+    for (int64_t i = 0; i < c; ++i) {
+      std::memcpy(qa + i * ldqa, qc + i * ldq, static_cast<size_t>(d) * sizeof(float));
+      std::memcpy(vc + i * m, v + (r0 + i) * ldv, static_cast<size_t>(m) * sizeof(float));
+    }
+    ATROUS_RETURN_IF_ERROR(small_sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, qa + d, ldqa));
+    for (int64_t i = 0; i < c; ++i) {
+      float* ai = qa + i * ldqa + d;
+      std::fill(ai + i + 1, ai + c, 0.0f);
+      if (!den) continue;
+      float rs = 0.0f;
+#pragma omp simd reduction(+ : rs)
+      for (int64_t j = 0; j <= i; ++j) rs += ai[j];
+      inv[i] = 1.0f / denominator(qc + i * ldq, z, rs);
+    }
+    ATROUS_RETURN_IF_ERROR(
+        small_sgemm(false, false, c, m, d + c, 1.0f, qa, ldqa, sv, m, 0.0f, y + r0 * ldy, ldy, den ? inv : nullptr));
+    ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, c, 1.0f, kc, ldk, vc, m, 1.0f, sv, m));
+    if (den)
+      for (int64_t j = 0; j < c; ++j) {
+        const float* kj = kc + j * ldk;
+#pragma omp simd
+        for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
+      }
+  }
+  for (int64_t f = 0; f < d; ++f) {
+    std::memcpy(state + f * cl, sv + f * m, static_cast<size_t>(m) * sizeof(float));
+    if (den) state[f * cl + m] = z[f];
   }
   return Status::Ok();
+}
+
+float LinearCore::denominator(const float* qi, const float* z, float extra) const {
+  float den = 0.0f, qs = 0.0f;
+#pragma omp simd reduction(+ : den, qs)
+  for (int64_t f = 0; f < s_.d; ++f) {
+    den += qi[f] * z[f];
+    qs += qi[f];
+  }
+  return den + extra + s_.eps + s_.eps_qsum * qs;
 }
 
 Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
@@ -408,16 +383,7 @@ Status LinearCore::read(const float* q, int64_t ldq, int64_t rows, float* y, int
     const int64_t n = std::min(kReadBlock, rows - r0);
     const float* qb = q + r0 * ldq;
     if (s_.denominator)
-      for (int64_t i = 0; i < n; ++i) {
-        const float* qi = qb + i * ldq;
-        float den = 0.0f, qs = 0.0f;
-#pragma omp simd reduction(+ : den, qs)
-        for (int64_t f = 0; f < d; ++f) {
-          den += qi[f] * z[f];
-          qs += qi[f];
-        }
-        inv[i] = 1.0f / (den + s_.eps + s_.eps_qsum * qs);
-      }
+      for (int64_t i = 0; i < n; ++i) inv[i] = 1.0f / denominator(qb + i * ldq, z, 0.0f);
     ATROUS_RETURN_IF_ERROR(small_sgemm(false, false, n, m, d, 1.0f, qb, ldq, state, cl, 0.0f, y + r0 * ldy, ldy,
                                        s_.denominator ? inv : nullptr));
   }

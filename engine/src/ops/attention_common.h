@@ -7,12 +7,13 @@
 //   an AVX2+FMA and a scalar path, chosen once from the CPU's features. The
 //   vector exp is a degree-6 polynomial after range reduction (about 2 ulp);
 //   inputs below about -103 give 0, so -inf (a mask) gives exactly 0.
-// - The chunked causal linear-attention core (LinearCore): for one (batch, head)
-//   it computes y_i = φq_i · S_i (and the denominator φq_i · z_i) where S_i, z_i
-//   sum φk_j ⊗ v_j and φk_j over j ≤ i (causal) or over all j. The denominator
-//   rides along as an extra column of ones appended to V, so one GEMM gives both.
-//   Within a chunk of C tokens the masked quadratic form (Qc Kcᵀ ⊙ tril) V is used;
-//   across chunks the running state, so every part is a GEMM. The state starts
+// - The linear-attention core (LinearCore): for one (batch, head) it computes
+//   y_i = (φq_i · S_i) / (φq_i · z_i + eps) where S_i, z_i sum φk_j ⊗ v_j and φk_j over
+//   j ≤ i (causal) or over all j. Non-causal: S += φKᵀV (accumulate), then φQ·S in row
+//   blocks with 1/denominator applied as each output tile is stored (read). Causal, per
+//   chunk of C tokens: y_c = [φQc | tril(φQc φKcᵀ)] · [S ; Vc], one GEMM for the earlier
+//   chunks (through the running state) and this one (the masked quadratic form), then
+//   S += φKcᵀ Vc. Every product is a small_sgemm (ops/small_gemm.h). The state starts
 //   from `state` (a streaming step's input) and ends there (its output).
 //   Limits: the state is f32, so sums over very long sequences lose the
 //   precision of f32 accumulation (as the references do).
@@ -99,11 +100,12 @@ class LinearCore {
     s.lk = lk;
     return LinearCore(s);
   }
-  // GEMM flops of run().
+  // GEMM flops of run() (causal: the intra-chunk products count the masked-out half too).
   double flops() const;
 
  private:
-  void finish_rows(const float* q, int64_t ldq, const float* acc, int64_t rows, float* y, int64_t ldy) const;
+  // φq_i · z + extra + eps + eps_qsum · Σ_f φq_if.
+  float denominator(const float* qi, const float* z, float extra) const;
   LinearCoreShape s_;
 };
 

@@ -18,7 +18,11 @@ struct ProjectedHeadsKernel::Fused {
   static constexpr int64_t kRows = 256;  // tokens per block (a multiple of the causal chunk)
   LinearCore core{LinearCoreShape{}};
   int kv_input = -1, z_input = -1;
+  // Query blocks per output-projection interval (one barrier each). 1, 4 and 16 measured
+  // alike (docs/performance.md): the barrier is not what costs.
+  static constexpr int64_t kOutBlocks = 1;
   int64_t q_rows = 1, k_rows = 1;  // block rows (min(kRows, length))
+  int64_t out_rows = 1;            // interval rows (min(kOutBlocks · q_rows, lq))
   struct Group {
     int64_t h0 = 0, h1 = 0;  // heads [h0, h1)
     // [0]: a whole block, [1]: the last, shorter block of each batch (null if none)
@@ -30,7 +34,7 @@ struct ProjectedHeadsKernel::Fused {
   // planned thread); one PackedGemm per distinct row count.
   int64_t parts = 1;
   std::map<int64_t, std::unique_ptr<PackedGemm>> out;
-  int ob_scratch = -1;  // two O blocks [q_rows, inner_v] (double-buffered)
+  int ob_scratch = -1;  // two O intervals [out_rows, inner_v] (double-buffered)
   static std::pair<int64_t, int64_t> part(int64_t rows, int64_t p, int64_t parts) {
     return {rows * p / parts, rows * (p + 1) / parts};
   }
@@ -56,6 +60,7 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
   f->kv_input = kv_input;
   f->z_input = z_input;
   f->q_rows = std::min(Fused::kRows, s_.lq);
+  f->out_rows = std::min(Fused::kOutBlocks * f->q_rows, s_.lq);
   f->k_rows = std::min(Fused::kRows, s_.lk);
   const int64_t groups = std::min<int64_t>(threads_, s_.heads);
   auto weights = [&](int w, int64_t row) -> const void* {
@@ -84,7 +89,7 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
   }
   f->parts = threads_;
   const void* wo = weights(kWo, 0);
-  for (int64_t rows : {f->q_rows, s_.lq % f->q_rows}) {
+  for (int64_t rows : {f->out_rows, s_.lq % f->out_rows}) {
     if (rows == 0) continue;
     for (int64_t p = 0; p < f->parts; ++p) {
       const auto [r0, r1] = Fused::part(rows, p, f->parts);
@@ -99,7 +104,7 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
 
 void ProjectedHeadsKernel::request_fused_scratch(KernelContext& ctx) {
   const uint64_t f = sizeof(float);
-  fused_->ob_scratch = ctx.scratch(f * 2 * fused_->q_rows * s_.inner_v);
+  fused_->ob_scratch = ctx.scratch(f * 2 * fused_->out_rows * s_.inner_v);
   for (auto& g : fused_->groups) g.scratch = ctx.scratch(f * static_cast<uint64_t>(fused_->group_floats(g, s_)));
 }
 
@@ -130,7 +135,7 @@ Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind_fused(const RunB
   }
   const float* ob = static_cast<const float*>(b.scratch[static_cast<size_t>(fused_->ob_scratch)]);
   fb->out.resize(static_cast<size_t>(fused_->parts));
-  const int64_t block_rows[2] = {fused_->q_rows, s_.lq % fused_->q_rows};
+  const int64_t block_rows[2] = {fused_->out_rows, s_.lq % fused_->out_rows};
   for (int64_t p = 0; p < fused_->parts; ++p)
     for (int t = 0; t < 2; ++t) {
       const auto [r0, r1] = Fused::part(block_rows[t], p, fused_->parts);
@@ -203,7 +208,7 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
       check(v.bg->q[rows == f.q_rows ? 0 : 1]->run_on(xq + (bi * s_.lq + r0) * s_.eq, v.qb));
       feature(v.qb, rows * v.nq, true);
     };
-    int64_t blk = 0;  // blocks so far, over all batch items: picks the O buffer
+    int64_t blk = 0;  // intervals so far, over all batch items: picks the O buffer
     for (int64_t bi = 0; bi < s_.batch; ++bi) {
       each_group([&](const View& v) {
         for (int64_t j = 0; j < v.hg; ++j) {
@@ -219,29 +224,33 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
             for (int64_t j = 0; j < v.hg; ++j) check(core.accumulate(v.kb + j * D, v.nq, v.vb + j * M, v.nv, rows, v.st + j * sf, v.cs));
           }
         });
-      for (int64_t r0 = 0; r0 < s_.lq; r0 += f.q_rows, ++blk) {
-        const int64_t rows = std::min(f.q_rows, s_.lq - r0);
-        float* ob = obuf + (blk % 2) * f.q_rows * s_.inner_v;  // [rows, inner_v]
+      for (int64_t o0 = 0; o0 < s_.lq; o0 += f.out_rows, ++blk) {
+        const int64_t orows = std::min(f.out_rows, s_.lq - o0);
+        float* ob = obuf + (blk % 2) * f.out_rows * s_.inner_v;  // [orows, inner_v]
         each_group([&](const View& v) {
-          if (core.shape().causal) keys(v, bi, r0, rows);
-          queries(v, bi, r0, rows);
-          const LinearCore block = core.with_rows(rows, rows);
-          for (int64_t j = 0; j < v.hg; ++j) {
-            float* o = ob + (v.g->h0 + j) * M;
-            if (core.shape().causal)
-              check(block.run(v.qb + j * D, v.nq, v.kb + j * D, v.nq, v.vb + j * M, v.nv, o, s_.inner_v, v.st + j * sf, v.cs));
-            else
-              check(core.read(v.qb + j * D, v.nq, rows, o, s_.inner_v, v.st + j * sf, v.cs));
+          for (int64_t r0 = o0; r0 < o0 + orows; r0 += f.q_rows) {
+            const int64_t rows = std::min(f.q_rows, s_.lq - r0);
+            if (core.shape().causal) keys(v, bi, r0, rows);
+            queries(v, bi, r0, rows);
+            const LinearCore block = core.with_rows(rows, rows);
+            for (int64_t j = 0; j < v.hg; ++j) {
+              float* o = ob + (r0 - o0) * s_.inner_v + (v.g->h0 + j) * M;
+              if (core.shape().causal)
+                check(block.run(v.qb + j * D, v.nq, v.kb + j * D, v.nq, v.vb + j * M, v.nv, o, s_.inner_v, v.st + j * sf, v.cs));
+              else
+                check(core.read(v.qb + j * D, v.nq, rows, o, s_.inner_v, v.st + j * sf, v.cs));
+            }
           }
         });
-        // Every head of the block is in ob; the other buffer may still be read by a
-        // thread projecting the previous block, but no one writes it before the next barrier.
+        // Every head of the interval is in ob; the other buffer may still be read by a
+        // thread projecting the previous interval, but no one writes it before the next barrier.
 #pragma omp barrier
         for (int64_t p = tid; p < f.parts; p += nthr) {
-          const auto [p0, p1] = Fused::part(rows, p, f.parts);
+          const auto [p0, p1] = Fused::part(orows, p, f.parts);
           if (p1 == p0) continue;
           after_rows(b, ob + p0 * s_.inner_v, p1 - p0);
-          check(fb.out[static_cast<size_t>(p)][rows == f.q_rows ? 0 : 1]->run_on(ob + p0 * s_.inner_v, y + (bi * s_.lq + r0 + p0) * s_.eo));
+          check(fb.out[static_cast<size_t>(p)][orows == f.out_rows ? 0 : 1]->run_on(ob + p0 * s_.inner_v,
+                                                                                     y + (bi * s_.lq + o0 + p0) * s_.eo));
         }
       }
       if (kv_out)
@@ -259,7 +268,8 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
 
 std::string ProjectedHeadsKernel::detail() const {
   if (!fused_) return {};
-  return std::to_string(fused_->groups.size()) + " head groups, blocks of " + std::to_string(fused_->q_rows) + " tokens";
+  return std::to_string(fused_->groups.size()) + " head groups, blocks of " + std::to_string(fused_->q_rows) +
+         " tokens, output projection every " + std::to_string(fused_->out_rows);
 }
 
 }  // namespace atrous::attn
