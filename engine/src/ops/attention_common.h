@@ -189,6 +189,8 @@ class ProjectedHeadsKernel : public Kernel {
   Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const final;
   Status run(const RunBuffers& b, KernelState* state) const final;
   std::string detail() const override;
+  // Ok, or why the fused mode asked for could not be set up (the kernel then declines).
+  const Status& fused_status() const { return fused_status_; }
 
  protected:
   // fused: the kernel will call enable_fused() (only the output projection is packed here).
@@ -223,6 +225,7 @@ class ProjectedHeadsKernel : public Kernel {
   ProjShapes s_;
   std::unique_ptr<PackedProjections> packed_;  // null for the reference kernels
   int threads_ = 1;
+  Status fused_status_;  // set by a derived constructor that asks for the fused mode
 
  private:
   struct Fused;
@@ -235,6 +238,14 @@ class ProjectedHeadsKernel : public Kernel {
   int q_scr_ = -1, k_scr_ = -1, v_scr_ = -1, o_scr_ = -1, t_scr_ = -1;
   std::shared_ptr<Fused> fused_;  // null unless enable_fused succeeded
 };
+// create() of a fused kernel: K(ctx, args...) built in fused mode, or its decline.
+template <class K, class... Args>
+Result<std::unique_ptr<Kernel>> create_fused_kernel(KernelContext& ctx, Args... args) {
+  std::unique_ptr<K> k(new K(ctx, args...));
+  if (!k->fused_status().ok()) return k->fused_status();
+  return std::unique_ptr<Kernel>(std::move(k));
+}
+
 // Fails unless the optional state input i has shape `want` (when present).
 Status expect_state_shape(ShapeContext& ctx, int i, const Shape& want, const char* what);
 

@@ -79,7 +79,6 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
     request_scratch(ctx);
   }
   double flops() const override { return projection_flops(s_) + s_.batch * s_.heads * core_.flops(); }
-  Status fused_status_;
 
  private:
   int64_t thread_floats() const override { return core_thread_floats(core_); }
@@ -102,11 +101,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
 };
 
 using Mode = LinearAttentionKernel::Mode;
-Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) {
-  std::unique_ptr<LinearAttentionKernel> k(new LinearAttentionKernel(ctx, Mode::kFused));
-  if (!k->fused_status_.ok()) return k->fused_status_;
-  return std::unique_ptr<Kernel>(std::move(k));
-}
+Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) { return create_fused_kernel<LinearAttentionKernel>(ctx, Mode::kFused); }
 Result<std::unique_ptr<Kernel>> create_chunked(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, Mode::kChunked)); }
 Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LinearAttentionKernel(ctx, Mode::kRef)); }
 

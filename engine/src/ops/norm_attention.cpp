@@ -101,7 +101,6 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
                                          : enable_fused(ctx, core_, kStateKv, -1);
     request_scratch(ctx);
   }
-  Status fused_status_;
 
   double flops() const override {
     if (a_.block_size == 0) return projection_flops(s_) + s_.batch * s_.heads * core_.flops();
@@ -213,11 +212,7 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
 };
 
 using Mode = NormAttentionKernel::Mode;
-Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) {
-  std::unique_ptr<NormAttentionKernel> k(new NormAttentionKernel(ctx, Mode::kFused));
-  if (!k->fused_status_.ok()) return k->fused_status_;
-  return std::unique_ptr<Kernel>(std::move(k));
-}
+Result<std::unique_ptr<Kernel>> create_fused(KernelContext& ctx) { return create_fused_kernel<NormAttentionKernel>(ctx, Mode::kFused); }
 Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, Mode::kGemm)); }
 Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) { return std::unique_ptr<Kernel>(new NormAttentionKernel(ctx, Mode::kRef)); }
 

@@ -107,6 +107,24 @@ struct Layout {
       *ooff += idx * os[d];
     }
   }
+  // The batch of 2-D transposes (q >= 0) in tiles of `tile` × `tile`, in parallel:
+  // f(ioff, ooff, q0, q1, l0, l1) for output rows [q0, q1) of dim q and columns
+  // [l0, l1) of the last dim of the 2-D problem at input / output offsets ioff / ooff.
+  template <class F>
+  void for_each_tile(int64_t tile, F&& f) const {
+    const size_t r = od.size(), qd = static_cast<size_t>(q);
+    const int64_t nq = od[qd], nl = od[r - 1];
+    const int64_t outer = total / (nq * nl), tiles_q = (nq + tile - 1) / tile;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      for (int64_t tq = 0; tq < tiles_q; ++tq) {
+        int64_t ioff, ooff;
+        offsets(o, &ioff, &ooff);
+        const int64_t q0 = tq * tile, q1 = std::min(nq, q0 + tile);
+        for (int64_t l0 = 0; l0 < nl; l0 += tile) f(ioff, ooff, q0, q1, l0, std::min(nl, l0 + tile));
+      }
+    }
+  }
   Shape od;                      // simplified output dims
   std::vector<int64_t> is, os;   // input / output stride per output dim
   int64_t total = 1;
@@ -161,22 +179,11 @@ class TransposeRef : public Kernel {
       return;
     }
     // Batch of 2-D transposes between output dims q (input-contiguous) and r-1.
-    const size_t q = static_cast<size_t>(l_.q);
-    const int64_t nq = l_.od[q], nl = l_.od[r - 1], osq = l_.os[q], isl = l_.is[r - 1];
-    const int64_t outer = l_.total / (nq * nl), tiles_q = (nq + kTile - 1) / kTile;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
-      for (int64_t tq = 0; tq < tiles_q; ++tq) {
-        int64_t ioff, ooff;
-        l_.offsets(o, &ioff, &ooff);
-        const int64_t q0 = tq * kTile, q1 = std::min(nq, q0 + kTile);
-        for (int64_t l0 = 0; l0 < nl; l0 += kTile) {
-          const int64_t l1 = std::min(nl, l0 + kTile);
-          for (int64_t iq = q0; iq < q1; ++iq)
-            for (int64_t il = l0; il < l1; ++il) dst[ooff + iq * osq + il] = src[ioff + iq + il * isl];
-        }
-      }
-    }
+    const int64_t osq = l_.os[static_cast<size_t>(l_.q)], isl = l_.is[r - 1];
+    l_.for_each_tile(kTile, [&](int64_t ioff, int64_t ooff, int64_t q0, int64_t q1, int64_t l0, int64_t l1) {
+      for (int64_t iq = q0; iq < q1; ++iq)
+        for (int64_t il = l0; il < l1; ++il) dst[ooff + iq * osq + il] = src[ioff + iq + il * isl];
+    });
   }
 
   size_t elem_;
@@ -244,34 +251,23 @@ class TransposeAvx512 : public Kernel {
   Status run(const RunBuffers& b, KernelState*) const override {
     const float* src = static_cast<const float*>(b.in[0]);
     float* dst = static_cast<float*>(b.out[0]);
-    const size_t r = l_.od.size(), q = static_cast<size_t>(l_.q);
-    const int64_t nq = l_.od[q], nl = l_.od[r - 1], osq = l_.os[q], isl = l_.is[r - 1];
-    const int64_t outer = l_.total / (nq * nl), tiles_q = (nq + kTile - 1) / kTile;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
-      for (int64_t tq = 0; tq < tiles_q; ++tq) {
-        int64_t ioff, ooff;
-        l_.offsets(o, &ioff, &ooff);
-        const float* s = src + ioff;
-        float* d = dst + ooff;
-        const int64_t q0 = tq * kTile, q1 = std::min(nq, q0 + kTile);
-        for (int64_t l0 = 0; l0 < nl; l0 += kTile) {
-          const int64_t l1 = std::min(nl, l0 + kTile);
-          int64_t iq = q0;
-          for (; iq + 16 <= q1; iq += 16) {
-            int64_t il = l0;
-            for (; il + 16 <= l1; il += 16) block16(s + iq + il * isl, isl, d + iq * osq + il, osq);
-            for (int64_t k = iq; k < iq + 16; ++k)
-              for (int64_t j = il; j < l1; ++j) d[k * osq + j] = s[k + j * isl];
-          }
-          for (; iq < q1; ++iq) {
-            if (gather_ok_) gather_row(s + iq, isl, d + iq * osq, l0, l1);
-            else
-              for (int64_t j = l0; j < l1; ++j) d[iq * osq + j] = s[iq + j * isl];
-          }
-        }
+    const int64_t osq = l_.os[static_cast<size_t>(l_.q)], isl = l_.is[l_.od.size() - 1];
+    l_.for_each_tile(kTile, [&](int64_t ioff, int64_t ooff, int64_t q0, int64_t q1, int64_t l0, int64_t l1) {
+      const float* s = src + ioff;
+      float* d = dst + ooff;
+      int64_t iq = q0;
+      for (; iq + 16 <= q1; iq += 16) {
+        int64_t il = l0;
+        for (; il + 16 <= l1; il += 16) block16(s + iq + il * isl, isl, d + iq * osq + il, osq);
+        for (int64_t k = iq; k < iq + 16; ++k)
+          for (int64_t j = il; j < l1; ++j) d[k * osq + j] = s[k + j * isl];
       }
-    }
+      for (; iq < q1; ++iq) {
+        if (gather_ok_) gather_row(s + iq, isl, d + iq * osq, l0, l1);
+        else
+          for (int64_t j = l0; j < l1; ++j) d[iq * osq + j] = s[iq + j * isl];
+      }
+    });
     return Status::Ok();
   }
 
