@@ -41,10 +41,12 @@ std::vector<float> reference(const Case& c, const std::vector<float>& A, int64_t
 
 using Kernel = void (*)(const Case&, const float*, int64_t, const float*, int64_t, float*, int64_t);
 
-void check(const char* name, Kernel run, const Case& c, std::mt19937& rng) {
+void check(const char* name, Kernel run, const Case& c, std::mt19937& rng, bool spread = false) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  // Padded leading dimensions, so a kernel that assumes ld == width fails.
-  const int64_t lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 5, ldc = c.N + 7;
+  // Padded leading dimensions, so a kernel that assumes ld == width fails; spread:
+  // rows far apart, as head slices are (the AVX-512 kernel then packs its panels).
+  const int64_t wa = c.ta ? c.M : c.K, wb = c.tb ? c.K : c.N;
+  const int64_t lda = spread ? 4 * wa + 7 : wa + 3, ldb = spread ? 4 * wb + 9 : wb + 5, ldc = c.N + 7;
   std::vector<float> A(static_cast<size_t>((c.ta ? c.K : c.M) * lda)), B(static_cast<size_t>((c.tb ? c.N : c.K) * ldb));
   std::vector<float> C(static_cast<size_t>(c.M * ldc));
   for (auto& x : A) x = u(rng);
@@ -110,6 +112,7 @@ TEST_CASE("small_sgemm: the AVX-512 tile kernel equals a double-precision loop",
   }
   std::mt19937 rng(11);
   for (const Case& c : cases()) check("avx512", avx512, c, rng);
+  for (const Case& c : cases()) check("avx512 (spread rows: packed panels)", avx512, c, rng, true);
   // Long K (a whole sequence, as in φ(K)ᵀV) and a long M (φ(Q)·S).
   check("avx512", avx512, {true, false, 64, 64, 4097, 1.0f, 1.0f}, rng);
   check("avx512", avx512, {false, false, 4097, 65, 64, 1.0f, 0.0f}, rng);
@@ -128,4 +131,38 @@ TEST_CASE("small_sgemm: K = 0 scales C by beta, M or N = 0 touches nothing", "[s
   CHECK(C == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
   REQUIRE(atrous::small_sgemm(false, false, 0, 2, 3, 1.0f, nullptr, 3, nullptr, 2, 0.0f, C.data(), 2).ok());
   CHECK(C == std::vector<float>{0.5f, 1.0f, 1.5f, 2.0f});
+}
+
+TEST_CASE("small_sgemm: row_scale multiplies each row of the product (both kernels); with beta != 0 it is refused", "[small_gemm]") {
+  const int64_t M = 13, N = 70, K = 33;
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)), scale(static_cast<size_t>(M));
+  for (auto& x : A) x = u(rng);
+  for (auto& x : B) x = u(rng);
+  for (auto& x : scale) x = 0.5f + u(rng);
+  std::vector<float> want(static_cast<size_t>(M * N));
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < K; ++p) acc += static_cast<double>(A[static_cast<size_t>(i * K + p)]) * B[static_cast<size_t>(p * N + j)];
+      want[static_cast<size_t>(i * N + j)] = static_cast<float>(0.75 * scale[static_cast<size_t>(i)] * acc);
+    }
+  double max_ref = 0;
+  for (float w : want) max_ref = std::max(max_ref, std::fabs(static_cast<double>(w)));
+  auto max_err = [&](const std::vector<float>& got) {
+    double e = 0;
+    for (size_t i = 0; i < got.size(); ++i) e = std::max(e, std::fabs(static_cast<double>(got[i]) - want[i]));
+    return e;
+  };
+  std::vector<float> C(static_cast<size_t>(M * N), std::numeric_limits<float>::quiet_NaN());
+  REQUIRE(atrous::small_sgemm_fallback(false, false, M, N, K, 0.75f, A.data(), K, B.data(), N, 0.0f, C.data(), N, scale.data()).ok());
+  CHECK(max_err(C) <= 1e-4 * max_ref);
+  if (atrous::small_sgemm_avx512_available()) {
+    std::fill(C.begin(), C.end(), std::numeric_limits<float>::quiet_NaN());
+    atrous::small_sgemm_avx512(false, false, M, N, K, 0.75f, A.data(), K, B.data(), N, 0.0f, C.data(), N, scale.data());
+    CHECK(max_err(C) <= 1e-4 * max_ref);
+  }
+  CHECK(atrous::small_sgemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 1.0f, C.data(), N, scale.data()).code() ==
+        atrous::StatusCode::kInvalidArgument);
 }
