@@ -607,9 +607,9 @@ Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind(const RunBuffers
 }
 
 Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const {
+  if (fused_) return run_fused(b, state);  // before the lookups: the fused mode has none of these buffers
   auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
   float *q = scr(q_scr_), *k = scr(k_scr_), *v = scr(v_scr_), *o = scr(o_scr_), *tall = scr(t_scr_);
-  if (fused_) return run_fused(b, state);
   const auto* bound = static_cast<const BoundProjections*>(state);
   ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, bound));
   before_heads(q, k);
