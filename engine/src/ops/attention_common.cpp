@@ -515,17 +515,16 @@ ProjShapes proj_shapes(const KernelContext& ctx, int64_t heads) {
   return s;
 }
 
-std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx, const ProjShapes& s, bool out_only) {
+std::unique_ptr<PackedProjections> PackedProjections::create(KernelContext& ctx, const ProjShapes& s) {
   auto p = std::make_unique<PackedProjections>();
   auto make = [&](int64_t rows, int64_t e, int w, int bias, int64_t n) {
     const void* wc = w < static_cast<int>(ctx.constant.size()) ? ctx.constant[static_cast<size_t>(w)] : nullptr;
     return PackedGemm::create(ctx, rows, e, n, wc, present(ctx, bias));
   };
-  p->o = make(s.batch * s.lq, s.inner_v, kWo, kBo, s.eo);
-  if (out_only) return p;
   p->q = make(s.batch * s.lq, s.eq, kWq, kBq, s.inner);
   p->k = make(s.batch * s.lk, s.ek, kWk, kBk, s.inner);
   p->v = make(s.batch * s.lk, s.ev, kWv, kBv, s.inner_v);
+  p->o = make(s.batch * s.lq, s.inner_v, kWo, kBo, s.eo);
   return p;
 }
 
@@ -584,7 +583,7 @@ Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, flo
 
 ProjectedHeadsKernel::ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what, bool fused)
     : ref_(ref), s_(proj_shapes(ctx, heads)), threads_(std::max(1, ctx.threads)), what_(what) {
-  if (!ref) packed_ = PackedProjections::create(ctx, s_, fused);
+  if (!ref && !fused) packed_ = PackedProjections::create(ctx, s_);  // the fused mode packs per head group
 }
 
 void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {

@@ -150,8 +150,7 @@ struct BoundProjections : KernelState {
 // when oneDNN declines it, and that projection takes sgemm on each call.
 struct PackedProjections {
   std::unique_ptr<PackedGemm> q, k, v, o;
-  // out_only: the output projection alone (the fused kernels pack q, k, v per head group).
-  static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s, bool out_only = false);
+  static std::unique_ptr<PackedProjections> create(KernelContext& ctx, const ProjShapes& s);
   // Binds the calls to the step's buffers: Q, K, V and O in scratch, y the output.
   Result<std::unique_ptr<BoundProjections>> bind(const RunBuffers& b, float* q_dst, float* k_dst, float* v_dst,
                                                  const float* o_src, float* y) const;
@@ -193,7 +192,7 @@ class ProjectedHeadsKernel : public Kernel {
   const Status& fused_status() const { return fused_status_; }
 
  protected:
-  // fused: the kernel will call enable_fused() (only the output projection is packed here).
+  // fused: the kernel will call enable_fused() (nothing is packed here).
   ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what, bool fused = false);
   void request_scratch(KernelContext& ctx);
   // Sets up the fused mode for `core` (its shape for the whole sequence) with the state
@@ -223,7 +222,7 @@ class ProjectedHeadsKernel : public Kernel {
 
   bool ref_;
   ProjShapes s_;
-  std::unique_ptr<PackedProjections> packed_;  // null for the reference kernels
+  std::unique_ptr<PackedProjections> packed_;  // null for the reference and fused kernels
   int threads_ = 1;
   Status fused_status_;  // set by a derived constructor that asks for the fused mode
 

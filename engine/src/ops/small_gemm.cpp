@@ -16,6 +16,13 @@ constexpr int64_t kNB = kNV * 16;
 constexpr int64_t kKC = 64;   // K block: the B panel of one block is kKC × kNB floats (16 KiB)
 constexpr int64_t kMaxPackedRows = 128;  // op(A) = Aᵀ panels up to kKC × 128 floats (32 KiB)
 
+// Software prefetch (into L2) of the cache lines holding floats [p, p + n).
+void prefetch_row(const float* p, int64_t n) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
+}
+
 struct TileArgs {
   int64_t kc;
   const float* a;  // op(A) at (row 0 of the tile, k 0 of the block)

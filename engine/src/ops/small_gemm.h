@@ -30,13 +30,6 @@ namespace atrous {
 Status small_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale = nullptr);
 
-// Software prefetch (into L2) of the cache lines holding floats [p, p + n).
-inline void prefetch_row(const float* p, int64_t n) {
-  const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
-  for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
-}
-
 // The kernels behind small_sgemm, for tests: the AVX-512 one (requires
 // small_sgemm_avx512_available()) and the fallback (oneDNN sgemm, then the row scale).
 bool small_sgemm_avx512_available();
