@@ -16,7 +16,6 @@ struct PackedGemm::Impl {
   bool has_bias = false;
   std::vector<int> scratch;  // one scratchpad per concurrent slot (empty: none needed)
   memory::desc scratch_md;
-  std::string detail;
 };
 
 PackedGemm::PackedGemm() : impl_(std::make_unique<Impl>()) {}
@@ -51,7 +50,6 @@ std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, in
           const int id = request_scratchpad(ctx, p.scratch_md);
           if (id >= 0) p.scratch.push_back(id);
         }
-        p.detail = pd.impl_info_str();
         p.prim = dnnl::inner_product_forward(pd);
       },
       "packed gemm");
@@ -113,7 +111,5 @@ Status PackedGemm::Bound::run_on(const float* x, float* y) const {
     return internal_error("oneDNN rejected a data handle");
   return run();
 }
-
-std::string PackedGemm::detail() const { return impl_->detail; }
 
 }  // namespace atrous

@@ -52,7 +52,6 @@ class PackedGemm {
   // slot: which of the `slots` scratchpads this Bound uses (Bounds running concurrently
   // need different slots).
   Result<std::unique_ptr<Bound>> bind(const float* x, const float* bias, float* y, const RunBuffers& b, int slot = 0) const;
-  std::string detail() const;
 
  private:
   PackedGemm();

@@ -199,8 +199,8 @@ class ProjectedHeadsKernel : public Kernel {
   // inputs kv_input / z_input (-1: none). Call before request_scratch(). Fails with the
   // reason when a group's projections cannot be packed.
   Status enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input);
-  // φ over n floats of a block of q (query) or k, in fused mode.
-  virtual void feature(float* /*x*/, int64_t /*n*/, bool /*query*/) const {}
+  // φ over n floats of a block of q or k, in fused mode.
+  virtual void feature(float* /*x*/, int64_t /*n*/) const {}
 
   // Floats of scratch each thread gets.
   virtual int64_t thread_floats() const = 0;

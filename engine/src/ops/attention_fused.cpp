@@ -202,11 +202,11 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
       const int t = rows == f.k_rows ? 0 : 1;
       check(v.bg->k[t]->run_on(xk + (bi * s_.lk + r0) * s_.ek, v.kb));
       check(v.bg->v[t]->run_on(xv + (bi * s_.lk + r0) * s_.ev, v.vb));
-      feature(v.kb, rows * v.nq, false);
+      feature(v.kb, rows * v.nq);
     };
     auto queries = [&](const View& v, int64_t bi, int64_t r0, int64_t rows) {
       check(v.bg->q[rows == f.q_rows ? 0 : 1]->run_on(xq + (bi * s_.lq + r0) * s_.eq, v.qb));
-      feature(v.qb, rows * v.nq, true);
+      feature(v.qb, rows * v.nq);
     };
     int64_t blk = 0;  // intervals so far, over all batch items: picks the O buffer
     for (int64_t bi = 0; bi < s_.batch; ++bi) {

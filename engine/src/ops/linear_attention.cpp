@@ -91,7 +91,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
               float* st) const override {
     return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, q, s_.inner, k, s_.inner, v, o, st);
   }
-  void feature(float* x, int64_t n, bool) const override { elu_add_serial(x, n, 1.0f); }
+  void feature(float* x, int64_t n) const override { elu_add_serial(x, n, 1.0f); }
   void feature_map(float* x, int64_t n) const {
     if (!ref_) return elu_add_inplace(x, n, 1.0f);
     for (int64_t i = 0; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + 1.0f;

@@ -124,7 +124,7 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     return core_head(b, core_, bi * s_.heads + h, kStateKv, -1, q, s_.inner, k, s_.inner, v, o, st);
   }
   // φ of a block, on the calling thread (inside the fused kernel's parallel region).
-  void feature(float* x, int64_t n, bool) const override {
+  void feature(float* x, int64_t n) const override {
     if (a_.act == fb::ActKind::Elu) return elu_add_serial(x, n, 0.0f);
     for (int64_t i = 0; i < n; ++i) x[i] = activate(x[i], a_.act);
   }
