@@ -18,6 +18,16 @@ ModelFile::~ModelFile() {
   std::free(owned_);
 }
 
+void ModelFile::release_pages(const void* p, uint64_t bytes) const {
+  if (!mapped_ || !base_) return;
+  const auto lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a < lo || a >= hi || bytes > hi - a) return;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (a + page - 1) / page * page, last = (a + bytes) / page * page;
+  if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // advisory: errors ignored
+}
+
 Result<std::shared_ptr<const ModelFile>> ModelFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open model file '" + path + "': " + std::strerror(errno));

@@ -132,6 +132,16 @@ check(low.shape == (1, 4, M, M) and np.abs(low[0, 1:] - ref_low).max() <= 1e-3 *
 iou = np.load(out("dec/iou_predictions.npy"))
 ref_iou = np.load(os.path.join(D, "case0_iou.npy"))
 check(np.abs(iou[0, 1:] - ref_iou).max() <= 1e-3 * np.abs(ref_iou).max(), "run decode: IoU 1..3 match")
+# --input errors: each input once, every input given, the model's dtype.
+rc, log = run("run", MODEL, "--entry", "decode", "--input", "image_embeddings=" + os.path.join(D, "embedding.npy"),
+              "--output-dir", out("dec_missing"))
+check(rc != 0 and "input 'point_coords' was not given" in log, "run: a missing --input is named\n" + log)
+rc, log = run("run", MODEL, "--entry", "encode_image", "--input", "image=" + out("image.npy"), "--input",
+              "image=" + out("image.npy"), "--output-dir", out("enc_twice"))
+check(rc != 0 and "input 'image' is given twice" in log, "run: an input given twice is refused\n" + log)
+np.save(out("image_i64.npy"), np.zeros((1, 3, S, S), np.int64))
+rc, log = run("run", MODEL, "--entry", "encode_image", "--input", "image=" + out("image_i64.npy"), "--output-dir", out("enc_i64"))
+check(rc != 0 and "holds i64, input 'image' must be f32" in log, "run: a .npy of the wrong dtype is refused\n" + log)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <random>
 #include <thread>
@@ -201,6 +202,137 @@ TEST_CASE("arena stays within 5% of the lower bound", "[session][memory]") {
   INFO("arena " << info->memory.arena_bytes << " lower bound " << info->memory.lower_bound);
   CHECK(info->memory.arena_bytes <= 1.05 * info->memory.lower_bound);
   CHECK(info->memory.naive_bytes >= info->memory.arena_bytes);
+}
+
+// Two free-length inputs summed: for input_buffer() with several inputs.
+std::shared_ptr<const Model> two_input_net() {
+  ModelBuilder mb("sum", "session_test");
+  GraphBuilder& g = mb.graph("main");
+  int a = g.input("a", DType::kF32, {1, -1});
+  int b = g.input("b", DType::kF32, {1, -1});
+  fb::BinaryT add;
+  add.kind = fb::BinaryKind::Add;
+  g.output(g.node("add", add, {a, b}), "sum");
+  auto bytes = mb.to_bytes();
+  REQUIRE(bytes.ok());
+  auto m = Model::from_memory(bytes->data(), bytes->size());
+  REQUIRE(m.ok());
+  return *m;
+}
+
+bool same_values(const TensorView& a, const TensorView& b) {
+  return a.shape == b.shape && std::memcmp(a.data, b.data, a.nbytes()) == 0;
+}
+
+TEST_CASE("inputs written into the arena through input_buffer() run as set_input() ones", "[session]") {
+  auto m = small_net();
+  for (bool reference : {false, true}) {
+    SessionOptions o;
+    o.reference_only = reference;
+    o.threads = 2;
+    Tensor x = image(37, 29, 21), y = image(37, 29, 22);
+    auto s = Session::create(m, o);
+    REQUIRE(s.ok());
+    CHECK_THAT((*s)->input_buffer("image").status().message(), Catch::Contains("no plan yet: call reshape()"));
+    CHECK_THAT((*s)->input_buffer("img").status().message(), Catch::Contains("has no input 'img' (inputs: image)"));
+    REQUIRE((*s)->set_input("image", x.view()).ok());
+    REQUIRE((*s)->run().ok());
+    Tensor want_x = Tensor::copy_of(*(*s)->output("scores"));
+    REQUIRE((*s)->set_input("image", y.view()).ok());
+    REQUIRE((*s)->run().ok());
+    Tensor want_y = Tensor::copy_of(*(*s)->output("scores"));
+
+    // Staged twice in a row: the slot is refilled before each run, and a run without
+    // refilling is refused (the last run overwrote the slot).
+    REQUIRE((*s)->reshape({{1, 3, 37, 29}}).ok());
+    for (int r = 0; r < 2; ++r) {
+      auto slot = (*s)->input_buffer("image");
+      REQUIRE(slot.ok());
+      CHECK(slot->shape == Shape{1, 3, 37, 29});
+      CHECK(slot->dtype == DType::kF32);
+      std::memcpy(slot->data, x.raw(), x.nbytes());
+      REQUIRE((*s)->run().ok());
+      CHECK(same_values(*(*s)->output("scores"), want_x.view()));
+    }
+    CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+
+    // set_input() after input_buffer() wins.
+    auto slot = (*s)->input_buffer("image");
+    REQUIRE(slot.ok());
+    std::memcpy(slot->data, x.raw(), x.nbytes());
+    REQUIRE((*s)->set_input("image", y.view()).ok());
+    REQUIRE((*s)->run().ok());
+    CHECK(same_values(*(*s)->output("scores"), want_y.view()));
+
+    // A reshape() to other shapes discards what was staged; one to the same shapes keeps it.
+    slot = (*s)->input_buffer("image");
+    REQUIRE(slot.ok());
+    std::memcpy(slot->data, y.raw(), y.nbytes());
+    REQUIRE((*s)->reshape({{1, 3, 37, 29}}).ok());
+    REQUIRE((*s)->run().ok());
+    CHECK(same_values(*(*s)->output("scores"), want_y.view()));
+    REQUIRE((*s)->input_buffer("image").ok());
+    REQUIRE((*s)->reshape({{1, 3, 8, 8}}).ok());
+    CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+  }
+}
+
+TEST_CASE("a staged input is refused when another input's new shape needs a new plan", "[session]") {
+  auto m = two_input_net();
+  auto s = Session::create(m, SessionOptions{});
+  REQUIRE(s.ok());
+  REQUIRE((*s)->reshape({{1, 5}, {1, 5}}).ok());
+  auto a = (*s)->input_buffer("a");
+  REQUIRE(a.ok());
+  for (int i = 0; i < 5; ++i) a->as<float>()[i] = static_cast<float>(i);
+  Tensor b7 = Tensor::zeros(DType::kF32, {1, 7});
+  REQUIRE((*s)->set_input("b", b7.view()).ok());
+  CHECK_THAT((*s)->run().message(),
+             Catch::Contains("input 'a' was written through input_buffer() for shape [1, 5], but the other inputs' shapes need a new plan"));
+  // Both staged: a plain sum of what was written.
+  a = (*s)->input_buffer("a");
+  auto b = (*s)->input_buffer("b");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  for (int i = 0; i < 5; ++i) {
+    a->as<float>()[i] = static_cast<float>(i);
+    b->as<float>()[i] = 10.f * static_cast<float>(i);
+  }
+  REQUIRE((*s)->run().ok());
+  auto out = (*s)->output("sum");
+  REQUIRE(out.ok());
+  for (int i = 0; i < 5; ++i) CHECK(out->as<float>()[i] == 11.f * static_cast<float>(i));
+}
+
+TEST_CASE("excluded kernels are never chosen; unknown kernel names are refused", "[session]") {
+  auto m = small_net();
+  Tensor x = image(19, 23, 5);
+  Tensor want = run_once(m, x, 2);
+  SessionOptions o;
+  o.threads = 2;
+  o.excluded_kernels = {"conv2d_onednn", "conv2d_ref"};  // the reference stays: it is every op's last resort
+  auto s = Session::create(m, o);
+  REQUIRE(s.ok());
+  REQUIRE((*s)->set_input("image", x.view()).ok());
+  REQUIRE((*s)->run().ok());
+  auto info = (*s)->plan_info();
+  REQUIRE(info.ok());
+  int convs = 0;
+  for (const auto& st : info->steps) {
+    CHECK(st.kernel != "conv2d_onednn");
+    convs += st.op == "Conv2d";
+    if (st.op == "Conv2d") CHECK(st.kernel == "conv2d_ref");
+  }
+  CHECK(convs > 0);
+  auto got = (*s)->output("scores");
+  REQUIRE(got.ok());
+  for (int64_t i = 0; i < got->numel(); ++i) REQUIRE(std::fabs(got->as<float>()[i] - want.data<float>()[i]) <= 1e-4f * (1.0f + std::fabs(want.data<float>()[i])));
+
+  o.excluded_kernels = {"conv2d_fastest"};
+  CHECK_THAT(Session::create(m, o).status().message(), Catch::Contains("unknown kernel 'conv2d_fastest'"));
+  o.excluded_kernels.clear();
+  o.allowed_kernels = {"no_such_kernel"};
+  CHECK_THAT(Session::create(m, o).status().message(), Catch::Contains("unknown kernel 'no_such_kernel'"));
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace {
 
 struct Options {
   std::string model, entry;
-  std::vector<std::string> shapes, inputs;
+  std::vector<std::string> shapes, inputs, excluded;
   int runs = 10, warmup = 2, threads = 0, top = 25;
   bool json = false, reference = false;
 };
@@ -45,6 +45,7 @@ int run(const Options& o) {
   so.entry = o.entry;
   so.threads = o.threads;
   so.reference_only = o.reference;
+  so.excluded_kernels = o.excluded;
   so.profile = true;
   auto s = Session::create(*model, so);
   if (!s.ok()) return fail(s.status());
@@ -140,6 +141,7 @@ Runner setup(CLI::App& app) {
   app.add_option("--top", o->top, "rows of the per-node table");
   app.add_flag("--json", o->json, "JSON output");
   app.add_flag("--reference", o->reference, "reference kernels only");
+  app.add_option("--exclude-kernel", o->excluded, "never choose this kernel (repeatable), e.g. to time the next candidate");
   return [o] { return run(*o); };
 }
 

@@ -37,12 +37,15 @@ Result<std::unique_ptr<Session>> make_session(std::shared_ptr<const Model> model
   return Session::create(std::move(model), so);
 }
 
-// Raw tensors in and out.
+// Raw tensors in and out. Each .npy is read straight into its slot in the session's
+// arena (Session::input_buffer), so no second copy of a large input stays resident.
 int run_tensors(const std::shared_ptr<const Model>& model, const Options& o) {
   auto s = make_session(model, o);
   if (!s.ok()) return fail(s.status());
   const EntryPointInfo& e = (*s)->entry();
-  std::vector<Tensor> held;
+  std::string names;
+  for (const auto& t : e.inputs) names += (names.empty() ? "" : ", ") + t.name;
+  std::vector<std::string> files(e.inputs.size());
   for (const std::string& spec : o.inputs) {
     auto [name, file] = split_assignment(spec);
     if (name.empty()) {
@@ -50,11 +53,27 @@ int run_tensors(const std::shared_ptr<const Model>& model, const Options& o) {
         return fail("entry point '" + e.name + "' has " + std::to_string(e.inputs.size()) + " inputs: give them as --input NAME=FILE.npy");
       name = e.inputs[0].name;
     }
-    auto t = load_npy(file);
-    if (!t.ok()) return fail(t.status());
-    held.push_back(std::move(t).value());
-    Status st = (*s)->set_input(name, held.back().view());
-    if (!st.ok()) return fail(st);
+    size_t k = 0;
+    while (k < e.inputs.size() && e.inputs[k].name != name) ++k;
+    if (k == e.inputs.size()) return fail("entry point '" + e.name + "' has no input '" + name + "' (inputs: " + names + ")");
+    if (!files[k].empty()) return fail("input '" + name + "' is given twice");
+    files[k] = file;
+  }
+  std::vector<Shape> shapes;
+  for (size_t k = 0; k < files.size(); ++k) {
+    const TensorInfo& in = e.inputs[k];
+    if (files[k].empty()) return fail("input '" + in.name + "' was not given (--input " + in.name + "=FILE.npy; inputs: " + names + ")");
+    auto info = read_npy_info(files[k]);
+    if (!info.ok()) return fail(info.status());
+    if (info->dtype != in.dtype)
+      return fail("'" + files[k] + "' holds " + dtype_name(info->dtype) + ", input '" + in.name + "' must be " + dtype_name(in.dtype));
+    shapes.push_back(info->shape);
+  }
+  if (Status st = (*s)->reshape(shapes); !st.ok()) return fail(st);
+  for (size_t k = 0; k < files.size(); ++k) {
+    auto slot = (*s)->input_buffer(e.inputs[k].name);
+    if (!slot.ok()) return fail(slot.status());
+    if (Status st = read_npy_into(files[k], *slot); !st.ok()) return fail(st);
   }
   auto t0 = std::chrono::steady_clock::now();
   Status st = (*s)->run();

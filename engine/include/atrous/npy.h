@@ -18,6 +18,17 @@
 namespace atrous {
 
 Result<Tensor> load_npy(const std::string& path);
+
+// Reading in two steps, to fill memory someone else owns (e.g. a Session's input
+// slot, Session::input_buffer) without a tensor-sized copy in between: the file's
+// dtype (as loaded) and shape, then its data into `dst`, whose dtype and shape must
+// match. The header is checked again by read_npy_into.
+struct NpyInfo {
+  DType dtype = DType::kF32;
+  Shape shape;
+};
+Result<NpyInfo> read_npy_info(const std::string& path);
+Status read_npy_into(const std::string& path, const TensorView& dst);
 Result<Tensor> parse_npy(const uint8_t* data, size_t size, const std::string& label = "<memory>");
 Status save_npy(const std::string& path, const TensorView& t);
 std::vector<uint8_t> encode_npy(const TensorView& t);

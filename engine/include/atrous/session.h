@@ -2,7 +2,8 @@
 //
 // set_input() borrows the caller's data until run() returns; run() plans for the
 // given input shapes when they changed (a shape seen before reuses the Model's
-// cached plan), copies the inputs into the arena and walks the steps. With
+// cached plan), copies the inputs into the arena and walks the steps. Or the
+// caller writes an input straight into the arena (reshape(), input_buffer()). With
 // unchanged shapes, run() allocates nothing. Outputs are views into the
 // Session's arena, valid until the next run() or reshape of this Session.
 //
@@ -31,6 +32,9 @@ struct SessionOptions {
   // When not empty: only these kernels may be chosen (e.g. {"conv2d_onednn"}); an op
   // with none of them allowed falls back to its reference kernel.
   std::vector<std::string> allowed_kernels;
+  // Kernels never to choose (e.g. {"window_attention_packed"}, to measure the next
+  // candidate). A reference kernel stays available: every op keeps its last kernel.
+  std::vector<std::string> excluded_kernels;
   bool fuse = true;             // plan-time fusion (BN folding, activation/residual into conv)
   // Refuse a plan whose arena plus plan-owned weights exceed this many bytes
   // (0 = 16 GiB). Checked before allocating.
@@ -53,9 +57,17 @@ class Session {
 
   // Borrows `tensor` until run() returns. The dtype must match; free (-1) dims take any size.
   Status set_input(const std::string& name, const TensorView& tensor);
-  // Plans (or fetches the cached plan) for these input shapes and sizes the arena.
-  // run() calls it when the shapes changed.
+  // Plans (or fetches the cached plan) for these input shapes and sizes the arena;
+  // nothing to do when they are the current plan's. run() calls it when the shapes changed.
   Status reshape(const std::vector<Shape>& input_shapes);
+  // Zero-copy input: the arena slot of input `name` in the current plan (after
+  // reshape() or run()), for the caller to fill before run() instead of set_input().
+  // run() then reads it in place: no second copy of a large input stays resident
+  // (SAM's 12 MiB image: the slot is reused by later intermediates). The slot is
+  // overwritten during run(), so fill it again before every run. A later
+  // set_input() for this input, or a reshape() to other shapes, discards it; a
+  // run() that must re-plan for another input's new shape refuses to run with it.
+  Result<TensorView> input_buffer(const std::string& name);
   Status run();
 
   Result<TensorView> output(const std::string& name) const;

@@ -1,10 +1,10 @@
 #include "atrous/npy.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -34,40 +34,45 @@ std::string header_field(const std::string& h, const std::string& key) {
   return e == std::string::npos ? "" : h.substr(s, e - s);
 }
 
-}  // namespace
+// The checked header of a .npy file: what the data is and where it starts.
+struct Header {
+  DType dtype = DType::kF32;  // as loaded (f64 → f32, bool → u8)
+  Shape shape;
+  size_t src_size = 0;        // bytes per element in the file
+  bool from_f64 = false;
+  size_t data_start = 0;
+  int64_t numel = 0;
+};
 
-Result<Tensor> parse_npy(const uint8_t* data, size_t size, const std::string& label) {
-  const std::string who = "'" + label + "'";
-  if (size < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0) return invalid_argument(who + " is not a .npy file (bad magic)");
+// `data` holds the file's first `available` bytes; `file_size` is the whole file's.
+Result<Header> parse_header(const uint8_t* data, size_t available, uint64_t file_size, const std::string& who) {
+  if (available < 10 || std::memcmp(data, "\x93NUMPY", 6) != 0) return invalid_argument(who + " is not a .npy file (bad magic)");
   uint8_t major = data[6];
   size_t hlen, hstart;
   if (major == 1) {
     hlen = data[8] | (static_cast<size_t>(data[9]) << 8);
     hstart = 10;
   } else if (major == 2 || major == 3) {
-    if (size < 12) return invalid_argument(who + " is truncated");
+    if (available < 12) return invalid_argument(who + " is truncated");
     hlen = data[8] | (static_cast<size_t>(data[9]) << 8) | (static_cast<size_t>(data[10]) << 16) | (static_cast<size_t>(data[11]) << 24);
     hstart = 12;
   } else {
     return invalid_argument(who + ": unsupported .npy version " + std::to_string(major));
   }
-  if (hlen > 65536 || hlen > size - hstart) return invalid_argument(who + ": header length " + std::to_string(hlen) + " is invalid or truncated");
+  if (hlen > 65536 || hlen > available - hstart) return invalid_argument(who + ": header length " + std::to_string(hlen) + " is invalid or truncated");
   std::string h(reinterpret_cast<const char*>(data + hstart), hlen);
   std::string descr = header_field(h, "descr"), order = header_field(h, "fortran_order"), shp = header_field(h, "shape");
   if (descr.size() < 3 || shp.empty()) return invalid_argument(who + ": header lacks descr or shape");
   if (order.find("True") != std::string::npos) return unsupported(who + ": Fortran-order arrays are not supported; save with np.ascontiguousarray");
   descr = descr.substr(1, descr.size() - 2);
-  DType dt;
-  size_t src_size;
-  bool from_f64 = false;
-  if (descr == "<f4") { dt = DType::kF32; src_size = 4; }
-  else if (descr == "<f8") { dt = DType::kF32; src_size = 8; from_f64 = true; }
-  else if (descr == "<f2") { dt = DType::kF16; src_size = 2; }
-  else if (descr == "<i4") { dt = DType::kI32; src_size = 4; }
-  else if (descr == "<i8") { dt = DType::kI64; src_size = 8; }
-  else if (descr == "|u1" || descr == "|b1") { dt = DType::kU8; src_size = 1; }
+  Header hd;
+  if (descr == "<f4") { hd.dtype = DType::kF32; hd.src_size = 4; }
+  else if (descr == "<f8") { hd.dtype = DType::kF32; hd.src_size = 8; hd.from_f64 = true; }
+  else if (descr == "<f2") { hd.dtype = DType::kF16; hd.src_size = 2; }
+  else if (descr == "<i4") { hd.dtype = DType::kI32; hd.src_size = 4; }
+  else if (descr == "<i8") { hd.dtype = DType::kI64; hd.src_size = 8; }
+  else if (descr == "|u1" || descr == "|b1") { hd.dtype = DType::kU8; hd.src_size = 1; }
   else return unsupported(who + ": dtype '" + descr + "' is not supported (f4, f8, f2, i4, i8, u1, b1 are)");
-  Shape shape;
   std::string inner = shp.substr(1, shp.size() - 2);
   size_t p = 0;
   while (p < inner.size()) {
@@ -78,60 +83,129 @@ Result<Tensor> parse_npy(const uint8_t* data, size_t size, const std::string& la
       tok = tok.substr(a, b - a + 1);
       if (tok.empty() || tok.size() > 18 || tok.find_first_not_of("0123456789") != std::string::npos)
         return invalid_argument(who + ": bad shape '" + shp + "'");
-      shape.push_back(std::stoll(tok));
+      hd.shape.push_back(std::stoll(tok));
     }
     if (q == std::string::npos) break;
     p = q + 1;
   }
-  if (shape.size() > 8) return invalid_argument(who + ": rank " + std::to_string(shape.size()) + " above 8");
-  auto n = checked_numel(shape);
+  if (hd.shape.size() > 8) return invalid_argument(who + ": rank " + std::to_string(hd.shape.size()) + " above 8");
+  auto n = checked_numel(hd.shape);
   if (!n.ok()) return invalid_argument(who + ": " + n.status().message());
-  const size_t dstart = hstart + hlen;
-  if (static_cast<uint64_t>(*n) > (size - dstart) / src_size)
-    return invalid_argument(who + " is truncated: shape " + shape_string(shape) + " needs " +
-                            std::to_string(static_cast<uint64_t>(*n) * src_size) + " data bytes, the file has " + std::to_string(size - dstart));
-  Tensor t = Tensor::zeros(dt, shape);
-  if (!t.raw()) return out_of_memory(who + ": cannot allocate " + shape_string(shape));
-  if (from_f64) {
-    float* d = t.data<float>();
-    for (int64_t i = 0; i < *n; ++i) {
-      double v;
-      std::memcpy(&v, data + dstart + static_cast<size_t>(i) * 8, 8);
-      d[i] = static_cast<float>(v);
-    }
-  } else {
-    std::memcpy(t.raw(), data + dstart, static_cast<size_t>(*n) * src_size);
+  hd.numel = *n;
+  hd.data_start = hstart + hlen;
+  if (static_cast<uint64_t>(*n) > (file_size - hd.data_start) / hd.src_size)
+    return invalid_argument(who + " is truncated: shape " + shape_string(hd.shape) + " needs " +
+                            std::to_string(static_cast<uint64_t>(*n) * hd.src_size) + " data bytes, the file has " +
+                            std::to_string(file_size - hd.data_start));
+  return hd;
+}
+
+// f64 → f32 of n elements.
+void narrow_f64(const uint8_t* src, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    double v;
+    std::memcpy(&v, src + static_cast<size_t>(i) * 8, 8);
+    dst[i] = static_cast<float>(v);
   }
+}
+
+// An open regular file, closed on scope exit.
+struct File {
+  int fd = -1;
+  uint64_t size = 0;
+  ~File() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Status open_file(const std::string& path, File* f) {
+  f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0) return io_error("cannot open '" + path + "': " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(f->fd, &st) != 0) return io_error("cannot stat '" + path + "': " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return io_error("'" + path + "' is not a regular file");
+  f->size = static_cast<uint64_t>(st.st_size);
+  return Status::Ok();
+}
+
+// Exactly n bytes at offset, or an error naming the file.
+Status pread_all(const File& f, void* dst, size_t n, uint64_t offset, const std::string& path) {
+  auto* d = static_cast<uint8_t*>(dst);
+  while (n > 0) {
+    ssize_t r = ::pread(f.fd, d, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return io_error("reading '" + path + "' failed: " + std::strerror(errno));
+    if (r == 0) return io_error("'" + path + "' shrank while being read");
+    d += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+// The header of an open file (it is at most 12 + 65536 bytes long).
+Result<Header> read_header(const File& f, const std::string& path) {
+  std::vector<uint8_t> head(static_cast<size_t>(std::min<uint64_t>(f.size, 12 + 65536)));
+  if (!head.empty()) ATROUS_RETURN_IF_ERROR(pread_all(f, head.data(), head.size(), 0, path));
+  return parse_header(head.data(), head.size(), f.size, "'" + path + "'");
+}
+
+// The data after the header into dst (dtype and shape already checked).
+Status read_data(const File& f, const Header& hd, const TensorView& dst, const std::string& path) {
+  if (!hd.from_f64) return pread_all(f, dst.data, static_cast<size_t>(hd.numel) * hd.src_size, hd.data_start, path);
+  // f64: narrowed in chunks, so no file-sized buffer is needed.
+  constexpr int64_t kChunk = 8192;
+  std::vector<uint8_t> buf(static_cast<size_t>(kChunk) * 8);
+  for (int64_t i = 0; i < hd.numel; i += kChunk) {
+    const int64_t n = std::min(kChunk, hd.numel - i);
+    ATROUS_RETURN_IF_ERROR(pread_all(f, buf.data(), static_cast<size_t>(n) * 8, hd.data_start + static_cast<uint64_t>(i) * 8, path));
+    narrow_f64(buf.data(), n, dst.as<float>() + i);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Tensor> parse_npy(const uint8_t* data, size_t size, const std::string& label) {
+  ATROUS_ASSIGN_OR_RETURN(Header hd, parse_header(data, size, size, "'" + label + "'"));
+  Tensor t = Tensor::zeros(hd.dtype, hd.shape);
+  if (!t.raw()) return out_of_memory("'" + label + "': cannot allocate " + shape_string(hd.shape));
+  if (hd.from_f64)
+    narrow_f64(data + hd.data_start, hd.numel, t.data<float>());
+  else
+    std::memcpy(t.raw(), data + hd.data_start, static_cast<size_t>(hd.numel) * hd.src_size);
   return t;
 }
 
-// The file is mapped, not read into a buffer: the tensor is the only copy that outlives
-// the call (a read buffer grown by doubling left its freed chunks resident in the heap:
-// 12-16 MiB of peak RSS for SAM's 12 MiB input image).
+Result<NpyInfo> read_npy_info(const std::string& path) {
+  File f;
+  ATROUS_RETURN_IF_ERROR(open_file(path, &f));
+  ATROUS_ASSIGN_OR_RETURN(Header hd, read_header(f, path));
+  return NpyInfo{hd.dtype, hd.shape};
+}
+
+// The header is read again: the file is untrusted and may have changed since read_npy_info.
+Status read_npy_into(const std::string& path, const TensorView& dst) {
+  File f;
+  ATROUS_RETURN_IF_ERROR(open_file(path, &f));
+  ATROUS_ASSIGN_OR_RETURN(Header hd, read_header(f, path));
+  if (hd.dtype != dst.dtype || hd.shape != dst.shape)
+    return invalid_argument("'" + path + "' holds " + dtype_name(hd.dtype) + " " + shape_string(hd.shape) + ", the destination is " +
+                            dtype_name(dst.dtype) + " " + shape_string(dst.shape));
+  if (hd.numel > 0 && !dst.data) return invalid_argument("read_npy_into('" + path + "'): the destination is null");
+  return read_data(f, hd, dst, path);
+}
+
+// Read straight into the tensor: no file-sized intermediate buffer (a read buffer grown
+// by doubling left its freed chunks resident in the heap: 12-16 MiB of peak RSS for SAM's
+// 12 MiB input image).
 Result<Tensor> load_npy(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return io_error("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return io_error("cannot stat '" + path + "': " + std::strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return io_error("'" + path + "' is not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size == 0) {
-    ::close(fd);
-    return parse_npy(nullptr, 0, path);
-  }
-  void* m = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int e = errno;
-  ::close(fd);
-  if (m == MAP_FAILED) return io_error("cannot map '" + path + "': " + std::strerror(e));
-  Result<Tensor> t = parse_npy(static_cast<const uint8_t*>(m), size, path);
-  ::munmap(m, size);
+  File f;
+  ATROUS_RETURN_IF_ERROR(open_file(path, &f));
+  ATROUS_ASSIGN_OR_RETURN(Header hd, read_header(f, path));
+  Tensor t = Tensor::zeros(hd.dtype, hd.shape);
+  if (!t.raw()) return out_of_memory("'" + path + "': cannot allocate " + shape_string(hd.shape));
+  ATROUS_RETURN_IF_ERROR(read_data(f, hd, t.view(), path));
   return t;
 }
 

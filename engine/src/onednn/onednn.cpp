@@ -164,6 +164,7 @@ Result<const void*> pack_constant(KernelContext& ctx, const void* src, const dnn
       },
       ctx.label() + ": packing weights");
   if (!st.ok()) return st;
+  ctx.release_constant(src, src_md.get_size());
   return static_cast<const void*>(dst);
 }
 

@@ -22,7 +22,7 @@ PackedGemm::PackedGemm() : impl_(std::make_unique<Impl>()) {}
 PackedGemm::~PackedGemm() = default;
 
 std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                               bool has_bias, int slots) {
+                                               bool has_bias, int slots, const PackedGemm* share) {
   if (!w_constant || M < 1 || K < 1 || N < 1) return nullptr;
   std::unique_ptr<PackedGemm> g(new PackedGemm());
   Impl& p = *g->impl_;
@@ -40,10 +40,14 @@ std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, in
             cpu_engine());
         if (pd.src_desc() != p.src || pd.dst_desc() != p.dst || is_reference_impl(pd))
           throw std::runtime_error("no fast plain-layout inner product");
-        auto packed = pack_constant(ctx, w_constant, w_plain, pd.weights_desc());
-        if (!packed.ok()) throw std::runtime_error(packed.status().message());
         p.w = pd.weights_desc();
-        p.w_packed = *packed;
+        if (share && share->impl_->w == p.w) {
+          p.w_packed = share->impl_->w_packed;
+        } else {
+          auto packed = pack_constant(ctx, w_constant, w_plain, p.w);
+          if (!packed.ok()) throw std::runtime_error(packed.status().message());
+          p.w_packed = *packed;
+        }
         p.has_bias = has_bias;
         p.scratch_md = pd.scratchpad_desc();
         for (int i = 0; i < slots; ++i) {

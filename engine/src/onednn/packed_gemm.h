@@ -21,8 +21,10 @@ class PackedGemm {
   // the shape: the caller keeps its sgemm path. M is fixed (plans are per shape).
   // slots: how many Bounds may run at the same time (each gets its own scratchpad;
   // the packed weights are shared).
+  // share: a PackedGemm made from the same w_constant for another M; its packed
+  // weights are reused when oneDNN wants the same layout for this M (else packed anew).
   static std::unique_ptr<PackedGemm> create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                            bool has_bias, int slots = 1);
+                                            bool has_bias, int slots = 1, const PackedGemm* share = nullptr);
   ~PackedGemm();
   PackedGemm(const PackedGemm&) = delete;
   PackedGemm& operator=(const PackedGemm&) = delete;

@@ -75,13 +75,17 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
     const int64_t q_tail = s_.lq % f->q_rows, k_tail = s_.lk % f->k_rows;
     for (int t = 0; t < 2; ++t) {
       const int64_t qm = t == 0 ? f->q_rows : q_tail, km = t == 0 ? f->k_rows : k_tail;
+      // The tail block's projections reuse the full block's packed weights.
       if (qm > 0) {
-        gr.q[t] = PackedGemm::create(ctx, qm, s_.eq, nq, weights(kWq, gr.h0 * s_.d * s_.eq), present(ctx, kBq));
+        gr.q[t] = PackedGemm::create(ctx, qm, s_.eq, nq, weights(kWq, gr.h0 * s_.d * s_.eq), present(ctx, kBq), 1,
+                                     gr.q[0].get());
         if (!gr.q[t]) return KernelContext::decline("oneDNN declined a head group's query projection");
       }
       if (km > 0) {
-        gr.k[t] = PackedGemm::create(ctx, km, s_.ek, nq, weights(kWk, gr.h0 * s_.d * s_.ek), present(ctx, kBk));
-        gr.v[t] = PackedGemm::create(ctx, km, s_.ev, nv, weights(kWv, gr.h0 * s_.m * s_.ev), present(ctx, kBv));
+        gr.k[t] = PackedGemm::create(ctx, km, s_.ek, nq, weights(kWk, gr.h0 * s_.d * s_.ek), present(ctx, kBk), 1,
+                                     gr.k[0].get());
+        gr.v[t] = PackedGemm::create(ctx, km, s_.ev, nv, weights(kWv, gr.h0 * s_.m * s_.ev), present(ctx, kBv), 1,
+                                     gr.v[0].get());
         if (!gr.k[t] || !gr.v[t]) return KernelContext::decline("oneDNN declined a head group's key or value projection");
       }
     }
@@ -94,7 +98,8 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
     for (int64_t p = 0; p < f->parts; ++p) {
       const auto [r0, r1] = Fused::part(rows, p, f->parts);
       if (r1 == r0 || f->out.count(r1 - r0)) continue;
-      f->out[r1 - r0] = PackedGemm::create(ctx, r1 - r0, s_.inner_v, s_.eo, wo, present(ctx, kBo), static_cast<int>(f->parts));
+      const PackedGemm* share = f->out.empty() ? nullptr : f->out.begin()->second.get();
+      f->out[r1 - r0] = PackedGemm::create(ctx, r1 - r0, s_.inner_v, s_.eo, wo, present(ctx, kBo), static_cast<int>(f->parts), share);
       if (!f->out[r1 - r0]) return KernelContext::decline("oneDNN declined the output projection of a block");
     }
   }

@@ -3,10 +3,14 @@
 // x [..., C], w1 [F, C], b1 [F]?, w2 [Co, F], b2 [Co]?, residual [..., Co]? -> y [..., Co];
 // the leading dims are flattened to M rows. The residual may share y's buffer.
 //
-// Kernels: feed_forward_sgemm (rows in chunks of kChunk, each chunk's hidden
-// activations [kChunk, F] stay in scratch: two sgemm calls on the weights as they
-// lie in the model file, no packed copy, and a vectorised activation in between)
-// and feed_forward_ref (plain loops, one row at a time).
+// Kernels, all in chunks of kChunk rows whose hidden activations [kChunk, F] stay
+// in scratch, with a vectorised activation between the two GEMMs:
+//  - feed_forward_packed: w1 and w2 packed at plan time into oneDNN's inner-product
+//    layout (PackedGemm; their model-file pages are then dropped), the biases inside
+//    the GEMMs. No call allocates: sgemm allocates packing buffers on every call, a few
+//    MiB of transient memory each (SAM's encoder: at its peak RSS).
+//  - feed_forward_sgemm: two sgemm calls on the weights as they lie in the model file.
+//  - feed_forward_ref: plain loops, one row at a time.
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +18,7 @@
 #include <cstring>
 
 #include "onednn/gemm.h"
+#include "onednn/packed_gemm.h"
 #include "ops/activation.h"
 #include "ops/activation_rows.h"
 #include "ops/attention_common.h"
@@ -134,6 +139,85 @@ Result<std::unique_ptr<Kernel>> create_sgemm(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(new FeedForwardSgemm(s, hidden, rows));
 }
 
+class FeedForwardPacked : public Kernel {
+ public:
+  static constexpr int64_t kChunk = FeedForwardSgemm::kChunk;
+  // [0]: full chunks, [1]: the last, shorter chunk (null when there is none).
+  std::unique_ptr<PackedGemm> g1[2], g2[2];
+  int hidden = -1, staged = -1, row_scr = -1;  // scratch: h [kChunk, F], t [kChunk, Co] (with a residual), [threads, F]
+
+  explicit FeedForwardPacked(const FfnShape& s) : s_(s) {}
+
+  struct State : KernelState {
+    std::unique_ptr<PackedGemm::Bound> g1[2], g2[2];
+  };
+
+  Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const override {
+    auto st = std::make_unique<State>();
+    float* h = static_cast<float*>(b.scratch[static_cast<size_t>(hidden)]);
+    float* t = staged >= 0 ? static_cast<float*>(b.scratch[static_cast<size_t>(staged)]) : static_cast<float*>(b.out[0]);
+    for (int i = 0; i < 2; ++i) {
+      if (!g1[i]) continue;
+      ATROUS_ASSIGN_OR_RETURN(st->g1[i], g1[i]->bind(static_cast<const float*>(b.in[kX]), attn::input_or_null(b, kB1), h, b));
+      ATROUS_ASSIGN_OR_RETURN(st->g2[i], g2[i]->bind(h, attn::input_or_null(b, kB2), t, b));
+    }
+    return std::unique_ptr<KernelState>(std::move(st));
+  }
+
+  Status run(const RunBuffers& b, KernelState* state) const override {
+    const auto* st = static_cast<const State*>(state);
+    const float* x = static_cast<const float*>(b.in[kX]);
+    const float* res = attn::input_or_null(b, kResidual);
+    float* y = static_cast<float*>(b.out[0]);
+    float* h = static_cast<float*>(b.scratch[static_cast<size_t>(hidden)]);
+    float* t = staged >= 0 ? static_cast<float*>(b.scratch[static_cast<size_t>(staged)]) : nullptr;
+    float* rows_e = static_cast<float*>(b.scratch[static_cast<size_t>(row_scr)]);
+    const int64_t F = s_.f, C = s_.c, Co = s_.co;
+    for (int64_t r0 = 0; r0 < s_.rows; r0 += kChunk) {
+      const int64_t n = std::min(kChunk, s_.rows - r0);
+      const int i = r0 + kChunk <= s_.rows || s_.rows < kChunk ? 0 : 1;  // [1]: the shorter last chunk
+      ATROUS_RETURN_IF_ERROR(st->g1[i]->run_on(x + r0 * C, h));
+#pragma omp parallel for num_threads(s_.threads) schedule(static) if (n * F >= 16384)
+      for (int64_t r = 0; r < n; ++r)
+        bias_activate_row(h + r * F, F, nullptr, 0.0f, s_.act, s_.alpha, rows_e + static_cast<int64_t>(omp_get_thread_num()) * F);
+      // With a residual (which may share y's buffer), the GEMM writes t and y = t + residual.
+      ATROUS_RETURN_IF_ERROR(st->g2[i]->run_on(h, t ? t : y + r0 * Co));
+      if (!t) continue;
+      float* yc = y + r0 * Co;
+      const float* rc = res + r0 * Co;
+#pragma omp parallel for num_threads(s_.threads) schedule(static) if (n * Co >= 16384)
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < Co; ++o) yc[r * Co + o] = t[r * Co + o] + rc[r * Co + o];
+    }
+    return Status::Ok();
+  }
+  double flops() const override { return s_.flops(); }
+  std::string detail() const override { return "packed weights, chunks of " + std::to_string(kChunk) + " rows"; }
+
+ private:
+  FfnShape s_;
+};
+
+Result<std::unique_ptr<Kernel>> create_packed(KernelContext& ctx) {
+  FfnShape s;
+  s.init(ctx);
+  auto k = std::make_unique<FeedForwardPacked>(s);
+  const bool b1 = ctx.constant.size() > kB1 && ctx.constant[kB1], b2 = ctx.constant.size() > kB2 && ctx.constant[kB2];
+  const int64_t full = std::min(FeedForwardPacked::kChunk, s.rows), tail = s.rows % FeedForwardPacked::kChunk;
+  for (int i = 0; i < 2; ++i) {
+    const int64_t m = i == 0 ? full : (s.rows > full ? tail : 0);
+    if (m == 0) continue;
+    k->g1[i] = PackedGemm::create(ctx, m, s.c, s.f, ctx.constant[kW1], b1, 1, k->g1[0].get());
+    k->g2[i] = PackedGemm::create(ctx, m, s.f, s.co, ctx.constant[kW2], b2, 1, k->g2[0].get());
+    if (!k->g1[i] || !k->g2[i]) return KernelContext::decline("oneDNN has no packed inner product for these shapes");
+  }
+  const uint64_t f = sizeof(float);
+  k->hidden = ctx.scratch(f * full * s.f);
+  if (ctx.present.size() > kResidual && ctx.present[kResidual]) k->staged = ctx.scratch(f * full * s.co);
+  k->row_scr = ctx.scratch(f * s.threads * s.f);
+  return std::unique_ptr<Kernel>(std::move(k));
+}
+
 // Reference: one row at a time, plain loops.
 class FeedForwardRef : public Kernel {
  public:
@@ -179,12 +263,13 @@ Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(new FeedForwardRef(s, ctx.scratch(sizeof(float) * s.threads * s.f)));
 }
 
+const KernelDef kFeedForwardPacked = {"feed_forward_packed", false, create_packed};
 const KernelDef kFeedForwardSgemm = {"feed_forward_sgemm", false, create_sgemm};
 const KernelDef kFeedForwardRef = {"feed_forward_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kFeedForwardOp = {"FeedForward", 1, 6, 1, 1, check, infer, {&kFeedForwardSgemm, &kFeedForwardRef},
+const OpDef kFeedForwardOp = {"FeedForward", 1, 6, 1, 1, check, infer, {&kFeedForwardPacked, &kFeedForwardSgemm, &kFeedForwardRef},
                               /*inplace_input=*/kResidual};
 
 }  // namespace atrous

@@ -11,6 +11,10 @@
 // bias (rel_pos.h) computed from the unscaled q.
 //
 // Kernels:
+//  - window_attention_packed: as window_attention_sgemm below, with qkv and proj as
+//    oneDNN inner products on weights packed at plan time (PackedGemm; the model-file
+//    pages of the weights are then dropped): no call allocates, where sgemm allocates
+//    its packing buffers (3.4 MiB for SAM's qkv) on every call.
 //  - window_attention_sgemm: qkv and proj as sgemm on the weights as they lie in the
 //    model file (no packed copy). Then per (batch, window, head), or for global
 //    attention per (batch, head, group of query tiles of kTileQ) with the head's keys
@@ -28,6 +32,7 @@
 #include <cstring>
 
 #include "onednn/gemm.h"
+#include "onednn/packed_gemm.h"
 #include "ops/attention_common.h"
 #include "ops/op_registry.h"
 #include "ops/rel_pos.h"
@@ -175,6 +180,23 @@ class WindowAttentionSgemm : public Kernel {
   static constexpr int64_t kTileQ = 64;
   explicit WindowAttentionSgemm(const WinPlan& p) : p_(p) {}
 
+  // window_attention_packed: both projections packed (else both through sgemm).
+  std::unique_ptr<PackedGemm> qkv_g, proj_g;
+  struct Packed : KernelState {
+    std::unique_ptr<PackedGemm::Bound> qkv, proj;
+  };
+  // The projection's product goes to the qkv scratch (free by then), then y = it +
+  // residual: the residual may share y's buffer.
+  Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const override {
+    if (!qkv_g) return std::unique_ptr<KernelState>();
+    auto st = std::make_unique<Packed>();
+    float* qkv = static_cast<float*>(b.scratch[static_cast<size_t>(p_.qkv_scr)]);
+    ATROUS_ASSIGN_OR_RETURN(st->qkv, qkv_g->bind(static_cast<const float*>(b.in[kX]), attn::input_or_null(b, kQkvB), qkv, b));
+    ATROUS_ASSIGN_OR_RETURN(st->proj, proj_g->bind(static_cast<const float*>(b.scratch[static_cast<size_t>(p_.o_scr)]),
+                                                   attn::input_or_null(b, kProjB), qkv, b));
+    return std::unique_ptr<KernelState>(std::move(st));
+  }
+
   int64_t rel_cols() const { return p_.rel_h ? (2 * p_.sh - 1) + (2 * p_.sw - 1) : 0; }
   // Global attention: query tiles of one (batch, head) are split into this many tasks
   // (each gathers the head's keys and values once), so that both threads have work.
@@ -192,14 +214,18 @@ class WindowAttentionSgemm : public Kernel {
     return 4 * t * p_.d + t * (t + rel_cols() + 1) + rel;
   }
 
-  Status run(const RunBuffers& b, KernelState*) const override {
+  Status run(const RunBuffers& b, KernelState* state) const override {
     const int64_t n = p_.tokens(), C = p_.c;
     float* qkv = static_cast<float*>(b.scratch[static_cast<size_t>(p_.qkv_scr)]);  // [n, 3C]
     float* o = static_cast<float*>(b.scratch[static_cast<size_t>(p_.o_scr)]);      // [n, C]
     float* thread_all = static_cast<float*>(b.scratch[static_cast<size_t>(p_.thread_scr)]);
     const float* qkv_b = attn::input_or_null(b, kQkvB);
-    ATROUS_RETURN_IF_ERROR(attn::project(static_cast<const float*>(b.in[kX]), n, C, C, static_cast<const float*>(b.in[kQkvW]), qkv_b,
-                                         3 * C, qkv, 3 * C));
+    const auto* packed = static_cast<const Packed*>(state);
+    if (packed)
+      ATROUS_RETURN_IF_ERROR(packed->qkv->run());
+    else
+      ATROUS_RETURN_IF_ERROR(attn::project(static_cast<const float*>(b.in[kX]), n, C, C, static_cast<const float*>(b.in[kQkvW]),
+                                           qkv_b, 3 * C, qkv, 3 * C));
     const int64_t tasks = p_.global ? p_.batch * p_.heads * groups() : p_.batch * p_.nwh * p_.nww * p_.heads;
     const int64_t per_thread = thread_floats();
     std::atomic<bool> failed{false};
@@ -212,14 +238,23 @@ class WindowAttentionSgemm : public Kernel {
     }
     if (failed) return internal_error("sgemm failed in the attention windows");
     float* y = static_cast<float*>(b.out[0]);
-    prefill_output(y, attn::input_or_null(b, kResidual), attn::input_or_null(b, kProjB), n, C, p_.threads);
+    const float* res = attn::input_or_null(b, kResidual);
+    if (packed) {
+      ATROUS_RETURN_IF_ERROR(packed->proj->run());  // qkv[r·C + i] = o · wᵀ + bias
+#pragma omp parallel for num_threads(p_.threads) schedule(static)
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t i = 0; i < C; ++i) y[r * C + i] = qkv[r * C + i] + (res ? res[r * C + i] : 0.0f);
+      return Status::Ok();
+    }
+    prefill_output(y, res, attn::input_or_null(b, kProjB), n, C, p_.threads);
     return sgemm(false, true, n, C, C, 1.0f, o, C, static_cast<const float*>(b.in[kProjW]), C, 1.0f, y, C);
   }
   double flops() const override { return p_.flops(); }
   std::string detail() const override {
     return (p_.global ? "global, query tiles of " + std::to_string(kTileQ) : "windows " + std::to_string(p_.sh) + "x" + std::to_string(p_.sw)) +
-           ", " + attn::vector_isa();
+           (qkv_g ? ", packed projections" : "") + ", " + attn::vector_isa();
   }
+  const WinPlan& plan() const { return p_; }
 
  private:
   // Logit rows [nq, keys] (stride ld) of queries q (row stride ldq) at grid positions
@@ -341,6 +376,16 @@ Result<std::unique_ptr<Kernel>> create_sgemm(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(new WindowAttentionSgemm(p));
 }
 
+Result<std::unique_ptr<Kernel>> create_packed(KernelContext& ctx) {
+  ATROUS_ASSIGN_OR_RETURN(std::unique_ptr<Kernel> k, create_sgemm(ctx));
+  auto* w = static_cast<WindowAttentionSgemm*>(k.get());
+  const WinPlan& p = w->plan();
+  w->qkv_g = PackedGemm::create(ctx, p.tokens(), p.c, 3 * p.c, ctx.constant[kQkvW], attn::present(ctx, kQkvB));
+  w->proj_g = PackedGemm::create(ctx, p.tokens(), p.c, p.c, ctx.constant[kProjW], attn::present(ctx, kProjB));
+  if (!w->qkv_g || !w->proj_g) return KernelContext::decline("oneDNN has no packed inner product for these projections");
+  return k;
+}
+
 // Reference: plain loops; per (batch, window, head) each valid query's logits over
 // the window's keys (padded ones from the bias) one row at a time.
 class WindowAttentionRef : public Kernel {
@@ -418,12 +463,13 @@ Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(new WindowAttentionRef(p));
 }
 
+const KernelDef kWindowAttentionPacked = {"window_attention_packed", false, create_packed};
 const KernelDef kWindowAttentionSgemm = {"window_attention_sgemm", false, create_sgemm};
 const KernelDef kWindowAttentionRef = {"window_attention_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kWindowAttentionOp = {"WindowAttention", 1, 8, 1, 1, check, infer, {&kWindowAttentionSgemm, &kWindowAttentionRef},
+const OpDef kWindowAttentionOp = {"WindowAttention", 1, 8, 1, 1, check, infer, {&kWindowAttentionPacked, &kWindowAttentionSgemm, &kWindowAttentionRef},
                                   /*inplace_input=*/kResidual};
 
 }  // namespace atrous

@@ -101,9 +101,15 @@ class KernelContext {
   void* persistent(uint64_t bytes);
   // Scratch in the arena for the duration of this step; returns the request index.
   int scratch(uint64_t bytes);
+  // Says a constant's bytes were packed into persistent() memory and are not read in
+  // place: their model-file pages are dropped from memory (read again if needed).
+  void release_constant(const void* data, uint64_t bytes) {
+    if (release_fn) release_fn(data, bytes);
+  }
 
   // Filled by the planner.
   std::function<void*(uint64_t)> persistent_fn;
+  std::function<void(const void*, uint64_t)> release_fn;
   std::vector<uint64_t> scratch_bytes;
 };
 

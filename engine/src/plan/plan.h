@@ -27,6 +27,7 @@ struct PlanOptions {
   int threads = 1;
   bool reference_only = false;
   std::vector<std::string> allowed_kernels;
+  std::vector<std::string> excluded_kernels;
   bool fuse = true;
   uint64_t max_memory = 0;  // 0 = default budget
   std::vector<std::string> expose;  // intermediate values kept as extra outputs

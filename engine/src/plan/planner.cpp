@@ -187,7 +187,8 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
       if (reads_only_shape(cn, *def, v)) continue;
       bool any = false;
       for (size_t k = 0; k + 1 < def->kernels.size(); ++k)
-        any |= def->kernels[k]->accepts_blocked && (opts.allowed_kernels.empty() || in_list(opts.allowed_kernels, def->kernels[k]->name));
+        any |= def->kernels[k]->accepts_blocked && (opts.allowed_kernels.empty() || in_list(opts.allowed_kernels, def->kernels[k]->name)) &&
+               !in_list(opts.excluded_kernels, def->kernels[k]->name);
       if (!any) return false;
     }
     return true;
@@ -210,6 +211,12 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
     persistent_total += rounded;
     plan->persistent.push_back(std::shared_ptr<void>(p, [](void* q) { std::free(q); }));
     return p;
+  };
+
+  // Constants packed by their kernels: their file pages are dropped at once, so that
+  // planning never holds a weight both as mapped and as packed bytes for long.
+  auto release_fn = [&model](const void* data, uint64_t bytes) {
+    if (model.file) model.file->release_pages(data, bytes);
   };
 
   std::vector<int> plain_copy(g->values.size(), -1);  // value → its inserted plain twin
@@ -253,9 +260,14 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
         step.declined.push_back({kd->name, "not in the allowed kernel list"});
         continue;
       }
+      if (!last && in_list(opts.excluded_kernels, kd->name)) {
+        step.declined.push_back({kd->name, "excluded"});
+        continue;
+      }
       auto ctx = std::make_unique<KernelContext>(*g, static_cast<int>(n));
       ctx->threads = opts.threads;
       ctx->persistent_fn = persistent_fn;
+      ctx->release_fn = release_fn;
       for (int v : node.inputs) {
         ctx->present.push_back(v >= 0);
         if (v < 0) {

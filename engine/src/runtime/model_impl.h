@@ -40,12 +40,12 @@ class ModelImpl {
     std::vector<Shape> shapes;
     int threads;
     bool reference_only, fuse;
-    std::vector<std::string> allowed;
+    std::vector<std::string> allowed, excluded;
     uint64_t max_memory;
     std::vector<std::string> expose;
     bool operator==(const PlanKey& o) const {
       return graph == o.graph && shapes == o.shapes && threads == o.threads && reference_only == o.reference_only &&
-             fuse == o.fuse && allowed == o.allowed && max_memory == o.max_memory && expose == o.expose;
+             fuse == o.fuse && allowed == o.allowed && excluded == o.excluded && max_memory == o.max_memory && expose == o.expose;
     }
   };
   mutable std::mutex mu_;

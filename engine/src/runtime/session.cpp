@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "ops/op_registry.h"
 #include "runtime/model_impl.h"
 
 namespace atrous {
@@ -22,6 +23,7 @@ class SessionImpl {
 
   std::vector<TensorView> inputs;  // borrowed until run() returns
   std::vector<bool> input_set;
+  std::vector<bool> input_staged;  // written in place through input_buffer()
 
   std::shared_ptr<const Plan> plan;
   std::shared_ptr<void> arena;
@@ -38,17 +40,29 @@ class SessionImpl {
     return -1;
   }
 
+  Status no_such_input(const std::string& name) const {
+    const auto& e = mi->info.entries[static_cast<size_t>(graph)];
+    std::string names;
+    for (const auto& t : e.inputs) names += (names.empty() ? "" : ", ") + t.name;
+    return not_found("entry point '" + e.name + "' has no input '" + name + "' (inputs: " + names + ")");
+  }
+
   Status reshape(const std::vector<Shape>& shapes) {
+    if (plan && plan->input_shapes == shapes) return Status::Ok();  // bound already (staged inputs stay)
     PlanOptions po;
     po.threads = threads;
     po.reference_only = opts.reference_only;
     po.allowed_kernels = opts.allowed_kernels;
+    po.excluded_kernels = opts.excluded_kernels;
     po.fuse = opts.fuse;
     po.max_memory = opts.max_memory;
     po.expose = opts.expose;
     omp_set_num_threads(threads);
     ATROUS_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> p, mi->plan(graph, shapes, po));
-    // Drop the old binding before allocating the new one.
+    // Drop the old binding before allocating the new one; inputs staged in the old
+    // arena are lost with it.
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (input_staged[i]) input_staged[i] = input_set[i] = false;
     states.clear();
     bufs.clear();
     plan.reset();
@@ -94,6 +108,11 @@ class SessionImpl {
       if (same && inputs[i].shape != plan->input_shapes[i]) same = false;
     }
     if (!same) {  // new shapes: plan (or fetch the cached plan) and bind; allocates
+      for (size_t i = 0; i < inputs.size(); ++i)
+        if (input_staged[i])
+          return invalid_argument("input '" + e.inputs[i].name + "' was written through input_buffer() for shape " +
+                                  shape_string(inputs[i].shape) + ", but the other inputs' shapes need a new plan: " +
+                                  "call reshape() with every input's shape before input_buffer()");
       std::vector<Shape> shapes;
       for (const auto& t : inputs) shapes.push_back(t.shape);
       ATROUS_RETURN_IF_ERROR(reshape(shapes));
@@ -101,7 +120,7 @@ class SessionImpl {
     omp_set_num_threads(threads);
     for (size_t i = 0; i < inputs.size(); ++i)
       // memmove: a caller may pass a previous output of this session (a recurrent state) as an input.
-      std::memmove(value_ptr[static_cast<size_t>(plan->inputs[i])], inputs[i].data, inputs[i].nbytes());
+      if (!input_staged[i]) std::memmove(value_ptr[static_cast<size_t>(plan->inputs[i])], inputs[i].data, inputs[i].nbytes());
     for (size_t s = 0; s < plan->steps.size(); ++s) {
       const PlanStep& st = plan->steps[s];
       if (!st.impl) continue;
@@ -122,7 +141,7 @@ class SessionImpl {
     // Inputs are borrowed only until run() returns.
     for (size_t i = 0; i < inputs.size(); ++i) {
       inputs[i].data = nullptr;
-      input_set[i] = false;
+      input_set[i] = input_staged[i] = false;
     }
     return Status::Ok();
   }
@@ -141,6 +160,13 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     return not_found("entry point '" + options.entry + "' is not in the model (it has: " + names + ")");
   }
   if (options.threads < 0) return invalid_argument("threads must be >= 0 (0 = every core)");
+  for (const auto* list : {&options.allowed_kernels, &options.excluded_kernels})
+    for (const std::string& name : *list) {
+      bool known = false;
+      for (const OpDef* op : all_ops())
+        for (const KernelDef* k : op->kernels) known |= name == k->name;
+      if (!known) return invalid_argument("unknown kernel '" + name + "' (atrous inspect --explain lists the kernels of each node)");
+    }
   std::unique_ptr<Session> s(new Session());
   auto impl = std::make_unique<internal::SessionImpl>();
   impl->model = std::move(model);
@@ -151,6 +177,7 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
   size_t n = impl->mi->info.entries[static_cast<size_t>(g)].inputs.size();
   impl->inputs.resize(n);
   impl->input_set.assign(n, false);
+  impl->input_staged.assign(n, false);
   s->impl_ = std::move(impl);
   return s;
 }
@@ -160,11 +187,7 @@ const EntryPointInfo& Session::entry() const { return impl_->mi->info.entries[st
 Status Session::set_input(const std::string& name, const TensorView& tensor) {
   int i = impl_->input_index(name);
   const auto& e = entry();
-  if (i < 0) {
-    std::string names;
-    for (const auto& t : e.inputs) names += (names.empty() ? "" : ", ") + t.name;
-    return not_found("entry point '" + e.name + "' has no input '" + name + "' (inputs: " + names + ")");
-  }
+  if (i < 0) return impl_->no_such_input(name);
   const TensorInfo& info = e.inputs[static_cast<size_t>(i)];
   if (tensor.dtype != info.dtype)
     return invalid_argument("input '" + name + "' must be " + dtype_name(info.dtype) + ", got " + dtype_name(tensor.dtype));
@@ -182,10 +205,25 @@ Status Session::set_input(const std::string& name, const TensorView& tensor) {
     return invalid_argument("input '" + name + "' has shape " + shape_string(tensor.shape) + ", too large");
   impl_->inputs[static_cast<size_t>(i)] = tensor;
   impl_->input_set[static_cast<size_t>(i)] = true;
+  impl_->input_staged[static_cast<size_t>(i)] = false;
   return Status::Ok();
 }
 
 Status Session::reshape(const std::vector<Shape>& input_shapes) { return impl_->reshape(input_shapes); }
+
+Result<TensorView> Session::input_buffer(const std::string& name) {
+  int i = impl_->input_index(name);
+  if (i < 0) return impl_->no_such_input(name);
+  if (!impl_->plan) return invalid_argument("input_buffer('" + name + "'): no plan yet: call reshape() with the input shapes first");
+  const size_t k = static_cast<size_t>(i);
+  const int v = impl_->plan->inputs[k];
+  const PlanValue& pv = impl_->plan->values[static_cast<size_t>(v)];
+  if (!pv.in_arena) return internal_error("input '" + name + "' has no arena slot");
+  TensorView slot{pv.desc.dtype, impl_->plan->input_shapes[k], impl_->value_ptr[static_cast<size_t>(v)]};
+  impl_->inputs[k] = slot;
+  impl_->input_set[k] = impl_->input_staged[k] = true;
+  return slot;
+}
 
 Status Session::run() { return impl_->run(); }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -198,7 +199,12 @@ Result<SamEmbedding> SamPredictor::encode(const Image& image) const {
   SamEmbedding e;
   {
     std::lock_guard<std::mutex> lock(impl_->encode_mu);
-    ATROUS_RETURN_IF_ERROR(impl_->encoder->set_input(impl_->pre.input, p.tensor.view()));
+    // The image goes into the encoder's arena and its own 12 MiB are freed before the
+    // run: its slot is reused by intermediates, so it adds nothing to the peak.
+    ATROUS_RETURN_IF_ERROR(impl_->encoder->reshape({p.tensor.shape()}));
+    ATROUS_ASSIGN_OR_RETURN(TensorView slot, impl_->encoder->input_buffer(impl_->pre.input));
+    std::memcpy(slot.data, p.tensor.raw(), p.tensor.nbytes());
+    p.tensor = Tensor();
     ATROUS_RETURN_IF_ERROR(impl_->encoder->run());
     ATROUS_ASSIGN_OR_RETURN(TensorView out, impl_->encoder->output("image_embeddings"));
     e.embedding = Tensor::copy_of(out);
