@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -18,13 +19,14 @@ ModelFile::~ModelFile() {
   std::free(owned_);
 }
 
-void ModelFile::release_pages(const void* p, uint64_t bytes) const {
+void ModelFile::release_pages(const void* p, uint64_t bytes, bool partial) const {
   if (!mapped_ || !base_) return;
-  const auto lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;
+  const auto lo = reinterpret_cast<uintptr_t>(base_), hi = lo + size_;  // base_ is page-aligned
   const auto a = reinterpret_cast<uintptr_t>(p);
   if (a < lo || a >= hi || bytes > hi - a) return;
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (a + page - 1) / page * page, last = (a + bytes) / page * page;
+  const uintptr_t round = partial ? page - 1 : 0;
+  const uintptr_t first = (a + page - 1 - round) / page * page, last = std::min(hi, (a + bytes + round) / page * page);
   if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // advisory: errors ignored
 }
 

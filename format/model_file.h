@@ -61,12 +61,16 @@ class ModelFile {
   uint64_t file_size() const { return size_; }
   const std::string& path() const { return path_; }
 
-  // Drops the file pages wholly inside [p, p + bytes) from this process's memory
-  // (madvise MADV_DONTNEED): for weights packed into another layout at plan time
-  // and not read in place. The bytes stay valid: a later read maps the pages again
+  // Drops the file pages wholly inside [p, p + bytes) (with `partial`: every page it
+  // touches) from this process's memory (madvise MADV_DONTNEED): for weights packed
+  // or copied at plan time. The bytes stay valid: a later read maps the pages again
   // from the file. A no-op outside the mapping and for from_memory copies (whose
   // anonymous pages would be lost, not dropped).
-  void release_pages(const void* p, uint64_t bytes) const;
+  void release_pages(const void* p, uint64_t bytes, bool partial = false) const;
+  // Whether p lies in this file's mapping (false for from_memory copies).
+  bool maps(const void* p) const {
+    return mapped_ && p >= static_cast<const void*>(base_) && p < static_cast<const void*>(base_ + size_);
+  }
 
  private:
   ModelFile() = default;

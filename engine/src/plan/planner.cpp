@@ -218,6 +218,23 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
   auto release_fn = [&model](const void* data, uint64_t bytes) {
     if (model.file) model.file->release_pages(data, bytes);
   };
+  // Small mapped constants (biases, norm parameters, position tables) are copied into
+  // plan memory, and every mapped constant's pages are dropped once the plan is built.
+  // Kernels reading small constants in the file would fault in each one's page with
+  // the kernel's fault-around: up to 64 KiB of neighbouring weights, packed and
+  // dropped already (6 MiB over SAM's encoder). Large ones read in place come back on
+  // first use.
+  constexpr uint64_t kCopyBelow = 256 << 10;
+  std::vector<std::pair<const void*, uint64_t>> mapped_constants;
+  for (PlanValue& pv : plan->values) {
+    if (pv.in_arena || !pv.constant || !model.file || !model.file->maps(pv.constant)) continue;
+    mapped_constants.emplace_back(pv.constant, pv.desc.bytes);
+    if (pv.desc.bytes >= kCopyBelow) continue;
+    void* copy = persistent_fn(pv.desc.bytes);
+    if (!copy) return persistent_error.ok() ? out_of_memory("cannot copy weight '" + pv.name + "'") : persistent_error;
+    std::memcpy(copy, pv.constant, pv.desc.bytes);
+    pv.constant = copy;
+  }
 
   std::vector<int> plain_copy(g->values.size(), -1);  // value → its inserted plain twin
   std::vector<std::vector<uint64_t>> step_scratch;
@@ -438,6 +455,7 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
                          " plus " + human_bytes(plan->persistent_bytes) + " of packed weights, over the memory budget of " +
                          human_bytes(budget));
   plan->graph = std::move(g);
+  for (const auto& [data, bytes] : mapped_constants) model.file->release_pages(data, bytes, /*partial=*/true);
   return std::shared_ptr<const Plan>(std::move(plan));
 }
 
