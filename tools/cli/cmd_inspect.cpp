@@ -160,7 +160,7 @@ int run(const Options& o) {
         for (const auto& d : si.declined) std::printf("           declined %s: %s\n", d.kernel.c_str(), d.reason.c_str());
       }
     }
-    std::printf("  memory: naive %s, arena %s, lower bound %s (arena/bound %.3f); plan-owned weights %s; mapped weights %s\n",
+    std::printf("  memory: naive %s, arena %s, lower bound %s (arena/bound %.3f); plan-owned weights %s (packed or copied); weights used %s\n",
                 human_bytes(m.naive_bytes).c_str(), human_bytes(m.arena_bytes).c_str(), human_bytes(m.lower_bound).c_str(),
                 m.lower_bound ? static_cast<double>(m.arena_bytes) / m.lower_bound : 1.0, human_bytes(m.persistent_bytes).c_str(),
                 human_bytes(m.weight_bytes).c_str());
