@@ -672,6 +672,10 @@ transpose_case("transpose_heads", rnd(1, 4, 16, 8), [0, 2, 1, 3])
 transpose_case("transpose_nchw_to_nhwc_large", rnd(2, 131, 9, 17), [0, 2, 3, 1])
 transpose_case("transpose_outer_pair", rnd(37, 5, 3, 70), [3, 1, 2, 0])
 transpose_case("transpose_i64", torch.randint(-99, 99, (3, 4, 5), dtype=torch.int64), [2, 0, 1])
+# Short output rows (transpose_gather's blocks): SAM's mask pixels from the nesting of two
+# 2×2 stride-2 upscalings to row-major order, and a block of 273 with a ragged last gather.
+transpose_case("transpose_mask_pixels", rnd(1, 3, 9, 11, 2, 2, 2, 2), [0, 1, 2, 4, 6, 3, 5, 7])
+transpose_case("transpose_short_rows_ragged", rnd(3, 7, 13, 3), [0, 2, 1, 3])
 
 
 # ---- Argmax -------------------------------------------------------------------

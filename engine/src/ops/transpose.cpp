@@ -11,6 +11,10 @@
 // rows left below a multiple of 16 with 16-wide gathers, the last columns of a
 // block one by one; it declines output rows shorter than 16, problems
 // that are only row copies, other element sizes and CPUs without AVX-512.
+// transpose_gather takes the output rows shorter than 16 (e.g. SAM's mask pixels
+// reordered from [4, 64, 64, 2, 2, 2, 2] nesting to row-major, runs of 2 floats): the
+// innermost output dims form a block of at least 256 elements whose input offsets are
+// tabulated at plan time, and each block is one table-driven 16-lane gather loop.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -286,16 +290,89 @@ Result<std::unique_ptr<Kernel>> create_avx512(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(new TransposeAvx512(std::move(l)));
 }
 
+// dst[j] = src[table[j]] for j < n, 16 lanes at a time. (The gather intrinsic starts
+// from _mm512_undefined_ps(), which GCC 12 warns about: silenced as above.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void gather_block(const float* src, const int32_t* table, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm512_storeu_ps(dst + j, _mm512_i32gather_ps(_mm512_loadu_si512(table + j), src, 4));
+  if (j < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - j)) - 1u);
+    _mm512_mask_storeu_ps(dst + j, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_maskz_loadu_epi32(m, table + j), src, 4));
+  }
+}
+#pragma GCC diagnostic pop
+
+class TransposeGather : public Kernel {
+ public:
+  static constexpr int64_t kMinBlock = 256, kMaxBlock = 1 << 16;
+  // The block: the innermost output dims from `first` on (output-contiguous).
+  TransposeGather(Layout l, size_t first) : l_(std::move(l)), first_(first) {
+    block_ = 1;
+    for (size_t d = first_; d < l_.od.size(); ++d) block_ *= l_.od[d];
+    table_.resize(static_cast<size_t>(block_));
+    for (int64_t j = 0; j < block_; ++j) {
+      int64_t rest = j, off = 0;
+      for (size_t d = l_.od.size(); d-- > first_;) {
+        off += rest % l_.od[d] * l_.is[d];
+        rest /= l_.od[d];
+      }
+      table_[static_cast<size_t>(j)] = static_cast<int32_t>(off);
+    }
+  }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* src = static_cast<const float*>(b.in[0]);
+    float* dst = static_cast<float*>(b.out[0]);
+    const int64_t outer = l_.total / block_;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t rest = o, ioff = 0;
+      for (size_t d = first_; d-- > 0;) {
+        ioff += rest % l_.od[d] * l_.is[d];
+        rest /= l_.od[d];
+      }
+      gather_block(src + ioff, table_.data(), dst + o * block_, block_);
+    }
+    return Status::Ok();
+  }
+  std::string detail() const override { return "blocks of " + std::to_string(block_) + " elements through a gather table"; }
+
+ private:
+  Layout l_;
+  size_t first_ = 0;
+  int64_t block_ = 1;
+  std::vector<int32_t> table_;
+};
+
+Result<std::unique_ptr<Kernel>> create_gather(KernelContext& ctx) {
+  if (dtype_size(ctx.in[0].dtype) != 4) return KernelContext::decline("elements are not 4 bytes");
+  if (!__builtin_cpu_supports("avx512f")) return KernelContext::decline("this CPU lacks AVX-512");
+  Layout l(ctx.in[0].shape, ctx.attrs<fb::TransposeT>().perm);
+  if (l.od.size() < 2) return KernelContext::decline("nothing to transpose");
+  if (l.od.back() >= 16) return KernelContext::decline("output rows of 16 or more elements (row copies or 2-D tiles serve them)");
+  if (l.total > std::numeric_limits<int32_t>::max()) return KernelContext::decline("input too large for 32-bit gather offsets");
+  size_t first = l.od.size();
+  int64_t block = 1;
+  while (first > 0 && block < TransposeGather::kMinBlock) block *= l.od[--first];
+  if (block < TransposeGather::kMinBlock) return KernelContext::decline("fewer than 256 elements");
+  if (block > TransposeGather::kMaxBlock) return KernelContext::decline("no block of 256-65536 innermost output elements");
+  return std::unique_ptr<Kernel>(new TransposeGather(std::move(l), first));
+}
+
 Result<std::unique_ptr<Kernel>> create_ref(KernelContext& ctx) {
   return std::unique_ptr<Kernel>(
       new TransposeRef(ctx.in[0].shape, ctx.attrs<fb::TransposeT>().perm, dtype_size(ctx.in[0].dtype)));
 }
 
 const KernelDef kTransposeAvx512 = {"transpose_avx512", false, create_avx512};
+const KernelDef kTransposeGather = {"transpose_gather", false, create_gather};
 const KernelDef kTransposeRef = {"transpose_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kTransposeOp = {"Transpose", 1, 1, 1, 1, check, infer, {&kTransposeAvx512, &kTransposeRef}};
+const OpDef kTransposeOp = {"Transpose", 1, 1, 1, 1, check, infer, {&kTransposeAvx512, &kTransposeGather, &kTransposeRef}};
 
 }  // namespace atrous
