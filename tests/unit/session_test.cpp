@@ -304,6 +304,31 @@ TEST_CASE("a staged input is refused when another input's new shape needs a new 
   for (int i = 0; i < 5; ++i) CHECK(out->as<float>()[i] == 11.f * static_cast<float>(i));
 }
 
+TEST_CASE("release_memory() frees the arena; the next run binds again and gives the same outputs", "[session][memory]") {
+  auto m = small_net();
+  SessionOptions o;
+  o.threads = 2;
+  auto s = Session::create(m, o);
+  REQUIRE(s.ok());
+  Tensor x = image(29, 31, 8);
+  REQUIRE((*s)->set_input("image", x.view()).ok());
+  REQUIRE((*s)->run().ok());
+  Tensor want = Tensor::copy_of(*(*s)->output("scores"));
+  REQUIRE((*s)->reshape({{1, 3, 29, 31}}).ok());
+  REQUIRE((*s)->input_buffer("image").ok());  // staged, then released: gone
+  (*s)->release_memory();
+  CHECK_THAT((*s)->output("scores").status().message(), Catch::Contains("no output yet"));
+  CHECK_THAT((*s)->plan_info().status().message(), Catch::Contains("no plan yet"));
+  CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+  (*s)->release_memory();  // twice is fine
+  for (int r = 0; r < 2; ++r) {
+    REQUIRE((*s)->set_input("image", x.view()).ok());
+    REQUIRE((*s)->run().ok());
+    CHECK(same_values(*(*s)->output("scores"), want.view()));
+    (*s)->release_memory();
+  }
+}
+
 TEST_CASE("excluded kernels are never chosen; unknown kernel names are refused", "[session]") {
   auto m = small_net();
   Tensor x = image(19, 23, 5);

@@ -68,6 +68,10 @@ class Session {
   // set_input() for this input, or a reshape() to other shapes, discards it; a
   // run() that must re-plan for another input's new shape refuses to run with it.
   Result<TensorView> input_buffer(const std::string& name);
+  // Frees the arena and the kernels' bindings, for a Session that will sit idle (SAM's
+  // predictor releases its encoder's 82 MiB between images). Outputs and staged inputs
+  // are gone; the next run() or reshape() binds again from the Model's cached plan.
+  void release_memory();
   Status run();
 
   Result<TensorView> output(const std::string& name) const;

@@ -211,6 +211,18 @@ Status Session::set_input(const std::string& name, const TensorView& tensor) {
 
 Status Session::reshape(const std::vector<Shape>& input_shapes) { return impl_->reshape(input_shapes); }
 
+void Session::release_memory() {
+  internal::SessionImpl& s = *impl_;
+  s.states.clear();
+  s.bufs.clear();
+  s.value_ptr.clear();
+  s.plan.reset();
+  s.arena.reset();
+  s.arena_bytes = 0;
+  for (size_t i = 0; i < s.inputs.size(); ++i)
+    if (s.input_staged[i]) s.input_staged[i] = s.input_set[i] = false;
+}
+
 Result<TensorView> Session::input_buffer(const std::string& name) {
   int i = impl_->input_index(name);
   if (i < 0) return impl_->no_such_input(name);
