@@ -26,7 +26,10 @@ void ModelFile::release_pages(const void* p, uint64_t bytes, bool partial) const
   if (a < lo || a >= hi || bytes > hi - a) return;
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t round = partial ? page - 1 : 0;
-  const uintptr_t first = (a + page - 1 - round) / page * page, last = std::min(hi, (a + bytes + round) / page * page);
+  // Never the pages of the header and the verified FlatBuffer: only whole data-section pages.
+  const uintptr_t data = (lo + header_.data_offset + page - 1) / page * page;
+  const uintptr_t first = std::max(data, (a + page - 1 - round) / page * page);
+  const uintptr_t last = std::min(hi, (a + bytes + round) / page * page);
   if (first < last) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // advisory: errors ignored
 }
 

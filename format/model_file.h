@@ -62,8 +62,8 @@ class ModelFile {
   const std::string& path() const { return path_; }
 
   // Drops the file pages wholly inside [p, p + bytes) (with `partial`: every page it
-  // touches) from this process's memory (madvise MADV_DONTNEED): for weights packed
-  // or copied at plan time. The bytes stay valid: a later read maps the pages again
+  // touches), data-section pages only, from this process's memory (madvise
+  // MADV_DONTNEED): for weights packed or copied at plan time. The bytes stay valid: a later read maps the pages again
   // from the file. A no-op outside the mapping and for from_memory copies (whose
   // anonymous pages would be lost, not dropped).
   void release_pages(const void* p, uint64_t bytes, bool partial = false) const;
