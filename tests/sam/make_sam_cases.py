@@ -101,7 +101,7 @@ def op_cases():
     win_case("global_tiles_70x9", 1, 70, 9, 32, 2, 0)
 
     # FeedForward = residual + lin2(act(lin1(x))).
-    def ffn_case(name, shape, c, f, co, act="Gelu", bias=True, residual=True):
+    def ffn_case(name, shape, c, f, co, act="Gelu", bias=True, residual=True, w2_input=False):
         x = torch.randn(*shape, c)
         w1, w2 = torch.randn(f, c) * c ** -0.5, torch.randn(co, f) * f ** -0.5
         b1, b2 = torch.randn(f) * 0.5, torch.randn(co) * 0.5
@@ -109,11 +109,11 @@ def op_cases():
         h = x.double() @ w1.double().T + (b1.double() if bias else 0)
         h = F.gelu(h) if act == "Gelu" else F.relu(h) if act == "Relu" else torch.tanh(h)
         y = h @ w2.double().T + (b2.double() if bias else 0) + (r.double() if residual else 0)
-        consts = {"w1": w1, "w2": w2}
+        consts = {"w1": w1} if w2_input else {"w1": w1, "w2": w2}
         if bias:
             consts.update({"b1": b1, "b2": b2})
         ins = ["x", "w1", "b1" if bias else None, "w2", "b2" if bias else None] + (["r"] if residual else [])
-        inputs = {"x": x}
+        inputs = {"x": x, "w2": w2} if w2_input else {"x": x}
         if residual:
             inputs["r"] = r
         wcase(name, [node("ffn", "FeedForward", ins, {"activation": act}, ["y"])], inputs, consts, {"y": y})
@@ -123,6 +123,10 @@ def op_cases():
     ffn_case("ffn_relu_odd_nobias", (13,), 33, 65, 17, act="Relu", bias=False, residual=False)
     ffn_case("ffn_gelu_chunks", (1100,), 32, 96, 40)
     ffn_case("ffn_tanh", (2, 9), 8, 24, 8, act="Tanh")
+    # w2 computed by the graph (an input here), as SAM's mask head has it: the second
+    # upscaling conv and the product with the block-diagonal hypernetwork outputs.
+    ffn_case("ffn_w2_input_mask_head", (1, 1100), 16, 32, 12, bias=False, residual=False, w2_input=True)
+    ffn_case("ffn_w2_input_bias_residual", (37,), 24, 40, 20, w2_input=True)
     ffn_case("ffn_gelu_large_values", (3, 4), 16, 32, 16)
 
     # PromptEncoding: points, padding and box corners.

@@ -453,21 +453,35 @@ class SamBuilder {
     up = ln(g, us + ".1", up, c4, 1e-6f);
     up = g.node(us + ".2", gelu, {up});
     up = reshape(g, us + ".2.pixels", up, {1, 4 * G * G, c4});
-    fb::LinearT lg;
-    lg.activation = fb::ActKind::Gelu;
-    up = g.node(us + ".3", lg, {up, convt_weight(g, us + ".3", c4, c8), convt_bias(g, us + ".3", c8)});
-    up = reshape(g, us + ".3.pixels", up, {1, 16 * G * G, c8});
-    // Hypernetworks: one MLP per mask token -> [1, tokens, E/8]; masks = upscaled · hyper_inᵀ.
+    // Hypernetworks: one MLP per mask token -> [1, tokens, E/8].
     std::vector<int> hyper;
     for (int i = 0; i < tokens_; ++i) {
       int t = slice(g, idx(md + ".mask_token_out", i), queries, 1, 1 + i, 2 + i);
       hyper.push_back(mlp(g, idx(md + ".output_hypernetworks_mlps", i), t, hyper_depth_, E, E, c8));
     }
-    int hyper_in = g.node(md + ".hyper_in", cat1, hyper);
-    fb::MatMulT mm;
-    mm.transpose_b = true;
-    int masks = g.node(md + ".masks", mm, {up, hyper_in});  // [1, 16·G², tokens]
-    masks = reshape(g, md + ".masks_pixels", masks, {1, G, G, 2, 2, 2, 2, tokens_});
+    int hyper_in = reshape(g, md + ".hyper_in_rows", g.node(md + ".hyper_in", cat1, hyper), {tokens_, c8});
+    // The second upscaling conv (a Linear c4 -> (a2, b2, o)), its GELU and the mask product
+    // masks = upscaled · hyper_inᵀ in one FeedForward, so the [16·G², E/8] upscaled features
+    // are never written: its w2 is the block-diagonal [4·tokens, 4·c8] of hyper_in (block s
+    // for output sub-pixel s = (a2, b2)), and its output rows (i, j, a, b) hold (a2, b2, t):
+    // the order a MatMul over [1, 16·G², c8] gave.
+    fb::ConcatT cat0;
+    cat0.axis = 0;
+    std::vector<int> blocks;
+    for (int s = 0; s < 4; ++s) {
+      std::vector<int> parts;
+      if (s > 0) parts.push_back(g.constant_f32(idx(md + ".hyper_zeros_left", s), {tokens_, s * c8}, std::vector<float>(static_cast<size_t>(tokens_ * s * c8), 0.0f)));
+      parts.push_back(hyper_in);
+      if (s < 3) parts.push_back(g.constant_f32(idx(md + ".hyper_zeros_right", s), {tokens_, (3 - s) * c8}, std::vector<float>(static_cast<size_t>(tokens_ * (3 - s) * c8), 0.0f)));
+      fb::ConcatT cat_cols;
+      cat_cols.axis = 1;
+      blocks.push_back(g.node(idx(md + ".hyper_block", s), cat_cols, parts));
+    }
+    int hyper_blocks = g.node(md + ".hyper_blocks", cat0, blocks);  // [4·tokens, 4·c8]
+    fb::FeedForwardT head;
+    head.activation = fb::ActKind::Gelu;
+    int masks = g.node(md + ".masks", head, {up, convt_weight(g, us + ".3", c4, c8), convt_bias(g, us + ".3", c8), hyper_blocks});
+    masks = reshape(g, md + ".masks_pixels", masks, {1, G, G, 2, 2, 2, 2, tokens_});  // from [1, 4·G², 4·tokens]
     masks = transpose(g, md + ".masks_order", masks, {0, 7, 1, 3, 5, 2, 4, 6});  // [1, T, i, a, a2, j, b, b2]
     masks = reshape(g, md + ".masks_grid", masks, {1, tokens_, M, M});
     g.output(masks, "low_res_masks");

@@ -1,15 +1,21 @@
 // FeedForward: y = act(x · w1ᵀ + b1) · w2ᵀ + b2 + residual, the transformer MLP
 // (SAM's encoder MLPBlock with exact GELU, the two-way transformer's ReLU MLP).
 // x [..., C], w1 [F, C], b1 [F]?, w2 [Co, F], b2 [Co]?, residual [..., Co]? -> y [..., Co];
-// the leading dims are flattened to M rows. The residual may share y's buffer.
+// the leading dims are flattened to M rows. The residual may share y's buffer. w1 and the
+// biases are constants; w2 may also be computed (SAM's mask head: the second upscaling
+// conv, its GELU and the product with the hypernetwork outputs in one node, w2 the
+// block-diagonal of those outputs).
 //
-// Kernels, all in chunks of kChunk rows whose hidden activations [kChunk, F] stay
-// in scratch, with a vectorised activation between the two GEMMs:
+// Kernels, all in chunks of rows whose hidden activations stay in scratch, with a
+// vectorised activation between the two GEMMs:
 //  - feed_forward_packed: w1 and w2 packed at plan time into oneDNN's inner-product
 //    layout (PackedGemm; their model-file pages are then dropped), the biases inside
-//    the GEMMs. No call allocates: sgemm allocates packing buffers on every call, a few
-//    MiB of transient memory each (SAM's encoder: at its peak RSS).
-//  - feed_forward_sgemm: two sgemm calls on the weights as they lie in the model file.
+//    the GEMMs; a computed w2 goes through small_sgemm, rows split between threads.
+//    Chunks of 512 rows, more when the hidden layer is narrow (about 1 MiB of hidden
+//    activations per chunk). No call allocates, where sgemm allocates packing buffers
+//    on every call, a few MiB of transient memory each (SAM's encoder: at its peak RSS).
+//  - feed_forward_sgemm: chunks of 512 rows, two sgemm calls on the weights as they lie
+//    in the model file.
 //  - feed_forward_ref: plain loops, one row at a time.
 #include <omp.h>
 
@@ -24,6 +30,7 @@
 #include "ops/attention_common.h"
 #include "ops/gemm_threads.h"
 #include "ops/op_registry.h"
+#include "ops/small_gemm.h"
 
 namespace atrous {
 namespace {
@@ -36,22 +43,19 @@ Status check(CheckContext& ctx) {
   if (!valid_activation(a.activation)) return ctx.fail("unknown activation");
   ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kX, {DType::kF32}));
   ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kResidual, {DType::kF32}));
-  for (int i : {kW1, kW2}) {
-    ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
-    ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
-    const Shape& w = ctx.value(i).shape;
-    if (w.size() != 2 || w[0] < 1 || w[1] < 1) return ctx.fail("input " + std::to_string(i) + " (weight) must be 2-D, got " + shape_string(w));
-  }
+  ATROUS_RETURN_IF_ERROR(ctx.expect_constant(kW1));
+  if (!ctx.has(kW2)) return ctx.fail("w2 (input 3) is missing");
+  for (int i : {kW1, kW2}) ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
+  // w2's shape is checked by infer(): a computed w2 has none before shapes are inferred.
   const Shape& w1 = ctx.value(kW1).shape;
-  const Shape& w2 = ctx.value(kW2).shape;
-  if (w2[1] != w1[0]) return ctx.fail("w2 " + shape_string(w2) + " must take the " + std::to_string(w1[0]) + " hidden features of w1 " + shape_string(w1));
+  if (w1.size() != 2 || w1[0] < 1 || w1[1] < 1) return ctx.fail("w1 must be a non-empty 2-D weight, got " + shape_string(w1));
   for (int i : {kB1, kB2}) {
     if (!ctx.has(i)) continue;
     ATROUS_RETURN_IF_ERROR(ctx.expect_constant(i));
     ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
-    const int64_t n = ctx.value(i - 1).shape[0];
-    if (ctx.value(i).shape != Shape{n}) return ctx.fail("bias " + std::to_string(i) + " must be [" + std::to_string(n) + "], got " + shape_string(ctx.value(i).shape));
   }
+  if (ctx.has(kB1) && ctx.value(kB1).shape != Shape{w1[0]})
+    return ctx.fail("b1 must be [" + std::to_string(w1[0]) + "], got " + shape_string(ctx.value(kB1).shape));
   ctx.outputs_are(DType::kF32);
   return Status::Ok();
 }
@@ -61,6 +65,10 @@ Status infer(ShapeContext& ctx) {
   const Shape& x = ctx.in[kX];
   const Shape& w1 = ctx.in[kW1];
   const Shape& w2 = ctx.in[kW2];
+  if (w2.size() != 2 || w2[0] < 1 || w2[1] != w1[0])
+    return ctx.fail("w2 " + shape_string(w2) + " must be [Co, " + std::to_string(w1[0]) + "]: it takes the hidden features of w1 " + shape_string(w1));
+  if (ctx.has(kB2) && ctx.in[kB2] != Shape{w2[0]})
+    return ctx.fail("b2 must be [" + std::to_string(w2[0]) + "], got " + shape_string(ctx.in[kB2]));
   if (x.empty() || x.back() != w1[1])
     return ctx.fail("input " + shape_string(x) + " must end in the " + std::to_string(w1[1]) + " features w1 " + shape_string(w1) + " takes");
   Shape y = x;
@@ -141,10 +149,14 @@ Result<std::unique_ptr<Kernel>> create_sgemm(KernelContext& ctx) {
 
 class FeedForwardPacked : public Kernel {
  public:
-  static constexpr int64_t kChunk = FeedForwardSgemm::kChunk;
+  // Rows per chunk: kChunk, or more when the hidden layer is narrow, so that a chunk's
+  // hidden activations fill about 1 MiB (SAM's mask head, F = 128: 2048 rows; fewer
+  // chunks, fewer parallel regions).
+  static int64_t chunk_rows(int64_t f) { return std::max<int64_t>(FeedForwardSgemm::kChunk, (int64_t{1} << 18) / f / 64 * 64); }
+  int64_t chunk = FeedForwardSgemm::kChunk;
   // [0]: full chunks, [1]: the last, shorter chunk (null when there is none).
   std::unique_ptr<PackedGemm> g1[2], g2[2];
-  int hidden = -1, staged = -1, row_scr = -1;  // scratch: h [kChunk, F], t [kChunk, Co] (with a residual), [threads, F]
+  int hidden = -1, staged = -1, row_scr = -1;  // scratch: h [chunk, F], t [chunk, Co] (with a residual), [threads, F]
 
   explicit FeedForwardPacked(const FfnShape& s) : s_(s) {}
 
@@ -159,7 +171,9 @@ class FeedForwardPacked : public Kernel {
     for (int i = 0; i < 2; ++i) {
       if (!g1[i]) continue;
       ATROUS_ASSIGN_OR_RETURN(st->g1[i], g1[i]->bind(static_cast<const float*>(b.in[kX]), attn::input_or_null(b, kB1), h, b));
-      ATROUS_ASSIGN_OR_RETURN(st->g2[i], g2[i]->bind(h, attn::input_or_null(b, kB2), t, b));
+      if (g2[i]) {
+        ATROUS_ASSIGN_OR_RETURN(st->g2[i], g2[i]->bind(h, attn::input_or_null(b, kB2), t, b));
+      }
     }
     return std::unique_ptr<KernelState>(std::move(st));
   }
@@ -173,15 +187,18 @@ class FeedForwardPacked : public Kernel {
     float* t = staged >= 0 ? static_cast<float*>(b.scratch[static_cast<size_t>(staged)]) : nullptr;
     float* rows_e = static_cast<float*>(b.scratch[static_cast<size_t>(row_scr)]);
     const int64_t F = s_.f, C = s_.c, Co = s_.co;
-    for (int64_t r0 = 0; r0 < s_.rows; r0 += kChunk) {
-      const int64_t n = std::min(kChunk, s_.rows - r0);
-      const int i = r0 + kChunk <= s_.rows || s_.rows < kChunk ? 0 : 1;  // [1]: the shorter last chunk
+    for (int64_t r0 = 0; r0 < s_.rows; r0 += chunk) {
+      const int64_t n = std::min(chunk, s_.rows - r0);
+      const int i = r0 + chunk <= s_.rows || s_.rows < chunk ? 0 : 1;  // [1]: the shorter last chunk
       ATROUS_RETURN_IF_ERROR(st->g1[i]->run_on(x + r0 * C, h));
 #pragma omp parallel for num_threads(s_.threads) schedule(static) if (n * F >= 16384)
       for (int64_t r = 0; r < n; ++r)
         bias_activate_row(h + r * F, F, nullptr, 0.0f, s_.act, s_.alpha, rows_e + static_cast<int64_t>(omp_get_thread_num()) * F);
       // With a residual (which may share y's buffer), the GEMM writes t and y = t + residual.
-      ATROUS_RETURN_IF_ERROR(st->g2[i]->run_on(h, t ? t : y + r0 * Co));
+      if (st->g2[i])
+        ATROUS_RETURN_IF_ERROR(st->g2[i]->run_on(h, t ? t : y + r0 * Co));
+      else
+        second_runtime(b, h, n, t ? t : y + r0 * Co);
       if (!t) continue;
       float* yc = y + r0 * Co;
       const float* rc = res + r0 * Co;
@@ -192,9 +209,28 @@ class FeedForwardPacked : public Kernel {
     return Status::Ok();
   }
   double flops() const override { return s_.flops(); }
-  std::string detail() const override { return "packed weights, chunks of " + std::to_string(kChunk) + " rows"; }
+  std::string detail() const override {
+    return std::string(g2[0] ? "packed weights" : "w1 packed, w2 computed (small_sgemm)") + ", chunks of " + std::to_string(chunk) + " rows";
+  }
 
  private:
+  // dst [n, Co] = h · w2ᵀ + b2 for a w2 computed by the graph (not packable at plan
+  // time): rows split between the threads, each product on its thread.
+  void second_runtime(const RunBuffers& b, const float* h, int64_t n, float* dst) const {
+    const float* w2 = static_cast<const float*>(b.in[kW2]);
+    const float* b2 = attn::input_or_null(b, kB2);
+    const int64_t F = s_.f, Co = s_.co;
+    const int parts = static_cast<int>(std::min<int64_t>(s_.threads, (n + 15) / 16));
+#pragma omp parallel num_threads(parts)
+    {
+      const int64_t p = omp_get_thread_num(), r0 = n * p / parts, r1 = n * (p + 1) / parts;
+      (void)small_sgemm(false, true, r1 - r0, Co, F, 1.0f, h + r0 * F, F, w2, F, 0.0f, dst + r0 * Co, Co);
+      if (b2)
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t o = 0; o < Co; ++o) dst[r * Co + o] += b2[o];
+    }
+  }
+
   FfnShape s_;
 };
 
@@ -202,14 +238,17 @@ Result<std::unique_ptr<Kernel>> create_packed(KernelContext& ctx) {
   FfnShape s;
   s.init(ctx);
   auto k = std::make_unique<FeedForwardPacked>(s);
+  k->chunk = FeedForwardPacked::chunk_rows(s.f);
   const bool b1 = ctx.constant.size() > kB1 && ctx.constant[kB1], b2 = ctx.constant.size() > kB2 && ctx.constant[kB2];
-  const int64_t full = std::min(FeedForwardPacked::kChunk, s.rows), tail = s.rows % FeedForwardPacked::kChunk;
+  const int64_t full = std::min(k->chunk, s.rows), tail = s.rows % k->chunk;
   for (int i = 0; i < 2; ++i) {
     const int64_t m = i == 0 ? full : (s.rows > full ? tail : 0);
     if (m == 0) continue;
     k->g1[i] = PackedGemm::create(ctx, m, s.c, s.f, ctx.constant[kW1], b1, 1, k->g1[0].get());
+    if (!k->g1[i]) return KernelContext::decline("oneDNN has no packed inner product for these shapes");
+    if (!ctx.constant[kW2]) continue;  // computed w2: second_runtime()
     k->g2[i] = PackedGemm::create(ctx, m, s.f, s.co, ctx.constant[kW2], b2, 1, k->g2[0].get());
-    if (!k->g1[i] || !k->g2[i]) return KernelContext::decline("oneDNN has no packed inner product for these shapes");
+    if (!k->g2[i]) return KernelContext::decline("oneDNN has no packed inner product for these shapes");
   }
   const uint64_t f = sizeof(float);
   k->hidden = ctx.scratch(f * full * s.f);
