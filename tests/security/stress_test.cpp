@@ -1,18 +1,25 @@
 // Threads: one shared Model per kind, 8 threads running mixed models and input
 // shapes for a bounded time, every result checked against a single-threaded
-// run. Built normally it is a correctness test; under `tools/test.sh --tsan`
+// run; the Models in memory, then mapped from files with their pages dropped
+// again and again while the threads run. Built normally it is a correctness test; under `tools/test.sh --tsan`
 // (ThreadSanitizer) it must also produce no reports.
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include "atrous/atrous.h"
 #include "builder/graph_builder.h"
+#include "format/model_file.h"
+#include "runtime/model_impl.h"
 
 namespace atrous {
 namespace {
@@ -25,9 +32,26 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale) {
   return v;
 }
 
+// In memory, or (g_mapped) written to a file and mapped: then planning drops the pages
+// of packed and copied weights (ModelFile::release_pages) while other threads run.
+bool g_mapped = false;
+
 std::shared_ptr<const Model> load(const ModelBuilder& mb) {
   auto bytes = mb.to_bytes();
   REQUIRE(bytes.ok());
+  if (g_mapped) {
+    static int counter = 0;
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("atrous-stress-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".atrous")).string();
+    {
+      std::ofstream out(path, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(bytes->data()), static_cast<std::streamsize>(bytes->size()));
+    }
+    auto m = Model::open(path);
+    std::remove(path.c_str());  // the mapping stays valid
+    REQUIRE(m.ok());
+    return *m;
+  }
   auto m = Model::from_memory(bytes->data(), bytes->size());
   REQUIRE(m.ok());
   return *m;
@@ -61,7 +85,9 @@ std::shared_ptr<const Model> conv_model() {
   return load(mb);
 }
 
-// A token model: Linear → LayerNorm → GELU → Linear → Softmax over [B, L, D] with free L.
+// A token model: Linear → LayerNorm → GELU → Linear → Softmax over [B, L, D] with free L,
+// and between them two Linears with 256 KiB weights: large enough to be read in place
+// by reference kernels (not copied at plan time), so dropped pages are read again.
 std::shared_ptr<const Model> token_model() {
   ModelBuilder mb("tokens", "stress");
   GraphBuilder& g = mb.graph("main");
@@ -73,6 +99,8 @@ std::shared_ptr<const Model> token_model() {
   fb::UnaryT gelu;
   gelu.kind = fb::ActKind::Gelu;
   int a = g.node("gelu", gelu, {n});
+  a = g.node("wide_in", lin, {a, g.constant_f32("wide_in.w", {2048, 32}, randn(65536, 11, 0.05f)), -1});
+  a = g.node("wide_out", lin, {a, g.constant_f32("wide_out.w", {32, 2048}, randn(65536, 12, 0.05f)), -1});
   int o = g.node("fc2", lin, {a, g.constant_f32("fc2.w", {8, 32}, randn(256, 10, 0.2f)), -1});
   fb::SoftmaxT sm;
   int y = g.node("softmax", sm, {o});
@@ -104,6 +132,10 @@ Tensor run_single(const std::shared_ptr<const Model>& m, const Tensor& in) {
 }
 
 TEST_CASE("8 threads, mixed models and shapes over shared Models, match single-threaded runs", "[threads][stress]") {
+  // Mapped: a ninth thread keeps dropping every page of both files while the others
+  // read weights in place, the worst case of the planner's page release.
+  g_mapped = GENERATE(false, true);
+  INFO((g_mapped ? "models mapped from files" : "models in memory"));
   auto conv = conv_model();
   auto tok = token_model();
   std::vector<Job> jobs;
@@ -126,6 +158,7 @@ TEST_CASE("8 threads, mixed models and shapes over shared Models, match single-t
       // Each thread keeps one session per model (sessions are per thread).
       SessionOptions o;
       o.threads = 1 + t % 2;
+      o.reference_only = t % 4 == 3;  // reference kernels read the wide weights in place
       auto sc = Session::create(conv, o);
       auto st = Session::create(tok, o);
       if (!sc.ok() || !st.ok()) { ++failures; return; }
@@ -143,8 +176,20 @@ TEST_CASE("8 threads, mixed models and shapes over shared Models, match single-t
       }
     });
   }
+  std::atomic<long> drops{0};
+  if (g_mapped)
+    pool.emplace_back([&] {
+      while (std::chrono::steady_clock::now() < deadline) {
+        for (const auto* m : {&conv, &tok}) {
+          const auto& file = *(*m)->impl().file;
+          file.release_pages(file.data_section(), file.data_size(), /*partial=*/true);
+        }
+        ++drops;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
   for (auto& th : pool) th.join();
-  INFO("runs " << runs.load());
+  INFO("runs " << runs.load() << ", page drops " << drops.load());
   CHECK(failures.load() == 0);
   CHECK(runs.load() >= 8);
 }
