@@ -47,6 +47,17 @@ class SessionImpl {
     return not_found("entry point '" + e.name + "' has no input '" + name + "' (inputs: " + names + ")");
   }
 
+  // Drops the binding (kernel states, buffers, plan); inputs staged in the arena are
+  // lost with it. The arena itself stays for the next binding.
+  void unbind() {
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (input_staged[i]) input_staged[i] = input_set[i] = false;
+    states.clear();
+    bufs.clear();
+    value_ptr.clear();
+    plan.reset();
+  }
+
   Status reshape(const std::vector<Shape>& shapes) {
     if (plan && plan->input_shapes == shapes) return Status::Ok();  // bound already (staged inputs stay)
     PlanOptions po;
@@ -59,13 +70,7 @@ class SessionImpl {
     po.expose = opts.expose;
     omp_set_num_threads(threads);
     ATROUS_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> p, mi->plan(graph, shapes, po));
-    // Drop the old binding before allocating the new one; inputs staged in the old
-    // arena are lost with it.
-    for (size_t i = 0; i < inputs.size(); ++i)
-      if (input_staged[i]) input_staged[i] = input_set[i] = false;
-    states.clear();
-    bufs.clear();
-    plan.reset();
+    unbind();  // before allocating the new binding
     if (p->memory.arena_bytes > arena_bytes || !arena) {
       arena.reset();
       uint64_t bytes = (p->memory.arena_bytes + 63) / 64 * 64;
@@ -212,15 +217,9 @@ Status Session::set_input(const std::string& name, const TensorView& tensor) {
 Status Session::reshape(const std::vector<Shape>& input_shapes) { return impl_->reshape(input_shapes); }
 
 void Session::release_memory() {
-  internal::SessionImpl& s = *impl_;
-  s.states.clear();
-  s.bufs.clear();
-  s.value_ptr.clear();
-  s.plan.reset();
-  s.arena.reset();
-  s.arena_bytes = 0;
-  for (size_t i = 0; i < s.inputs.size(); ++i)
-    if (s.input_staged[i]) s.input_staged[i] = s.input_set[i] = false;
+  impl_->unbind();
+  impl_->arena.reset();
+  impl_->arena_bytes = 0;
 }
 
 Result<TensorView> Session::input_buffer(const std::string& name) {
