@@ -7,8 +7,9 @@ Usage: /usr/bin/python3 check_segment_cli.py ATROUS MODEL_DIR   (MODEL_DIR: smal
   wherever |logit| >= 1e-3, and the JSON consistent with the masks.
 - clear errors: a point outside the image, no prompt, a malformed point, a bad label,
   an embedding saved for another image size.
-- `atrous run --entry encode_image` and `--entry decode` on .npy inputs built here
-  from the reference preprocessing: outputs within 1e-3 of the references.
+- `atrous run --entry encode_image`, `--entry decode`, and `--entry prepare_image` then
+  `--entry decode_prepared`, on .npy inputs built here from the reference preprocessing:
+  outputs within 1e-3 of the references.
 """
 import json
 import os
@@ -132,6 +133,21 @@ check(low.shape == (1, 4, M, M) and np.abs(low[0, 1:] - ref_low).max() <= 1e-3 *
 iou = np.load(out("dec/iou_predictions.npy"))
 ref_iou = np.load(os.path.join(D, "case0_iou.npy"))
 check(np.abs(iou[0, 1:] - ref_iou).max() <= 1e-3 * np.abs(ref_iou).max(), "run decode: IoU 1..3 match")
+# The same prompt through prepare_image and decode_prepared.
+rc, log = run("run", MODEL, "--entry", "prepare_image", "--input", "image_embeddings=" + os.path.join(D, "embedding.npy"),
+              "--output-dir", out("prep"))
+check(rc == 0, "run --entry prepare_image\n" + log)
+prep = ["--input", "point_coords=" + out("coords.npy"), "--input", "point_labels=" + out("labels.npy")]
+for name in ("image_tokens", "image_tokens_pe", "keys0", "values0"):
+    prep += ["--input", name + "=" + out("prep/" + name + ".npy")]
+rc, log = run("run", MODEL, "--entry", "decode_prepared", *prep, "--output-dir", out("decp"))
+check(rc == 0, "run --entry decode_prepared\n" + log)
+if rc == 0:
+    low = np.load(out("decp/low_res_masks.npy"))
+    iou = np.load(out("decp/iou_predictions.npy"))
+    check(low.shape == (1, 4, M, M) and np.abs(low[0, 1:] - ref_low).max() <= 1e-3 * np.abs(ref_low).max(),
+          "run decode_prepared: masks 1..3 match PyTorch's multimask output")
+    check(np.abs(iou[0, 1:] - ref_iou).max() <= 1e-3 * np.abs(ref_iou).max(), "run decode_prepared: IoU 1..3 match")
 # --input errors: each input once, every input given, the model's dtype.
 rc, log = run("run", MODEL, "--entry", "decode", "--input", "image_embeddings=" + os.path.join(D, "embedding.npy"),
               "--output-dir", out("dec_missing"))

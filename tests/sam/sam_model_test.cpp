@@ -5,6 +5,7 @@
 //    pad, encoder) within 1e-3 of max |reference|;
 //  - per prompt case: the low-resolution logits and IoU predictions within 1e-3,
 //    and the masks at the original size identical wherever |reference logit| >= 1e-3;
+//    through decode_prepared (prompts without a mask) and through the whole decoder;
 //  - the small model also with reference kernels only, with concurrent decodes
 //    against one embedding, and with bad prompts.
 // ATROUS_SAM_MODEL_DIR names the folder (small/ or vitb/) with cases.json and model.atrous.
@@ -112,11 +113,18 @@ void check_model(const Loaded& l, const SamOptions& opts) {
   CHECK(emb->input_height == l.cases["input_size"][0].get<int>());
   CHECK(emb->input_width == l.cases["input_size"][1].get<int>());
   compare(emb->embedding.view(), npy(l.dir + "/embedding.npy"), "image embedding");
+  // The model has prepare_image: prompts without a mask go through decode_prepared.
+  // Every case runs that way and again through the whole decoder (no prepared tensors).
+  REQUIRE(emb->prepared.size() == 4);
+  SamEmbedding whole = *emb;
+  whole.prepared.clear();
   const auto& cases = l.cases["cases"];
-  for (size_t i = 0; i < cases.size(); ++i) {
-    const std::string name = cases[i]["name"].get<std::string>();
+  for (size_t k = 0; k < 2 * cases.size(); ++k) {
+    const size_t i = k % cases.size();
+    const bool prepared = k < cases.size();
+    const std::string name = cases[i]["name"].get<std::string>() + (prepared ? "" : " (whole decoder)");
     const std::string base = l.dir + "/case" + std::to_string(i);
-    auto masks = (*sam)->decode(*emb, prompt_of(cases[i], l.dir, static_cast<int>(i)));
+    auto masks = (*sam)->decode(prepared ? *emb : whole, prompt_of(cases[i], l.dir, static_cast<int>(i)));
     INFO("case " << i << " '" << name << "': " << masks.status().to_string());
     REQUIRE(masks.ok());
     compare(masks->low_res_logits.view(), npy(base + "_low_res.npy"), name + ": low-res logits");

@@ -1,5 +1,5 @@
 // Recipe `sam`: Segment Anything (facebookresearch/segment-anything) checkpoints,
-// keys image_encoder.*, prompt_encoder.*, mask_decoder.*, to a model with two
+// keys image_encoder.*, prompt_encoder.*, mask_decoder.*, to a model with four
 // entry points:
 //   encode_image: image [1, 3, S, S] (normalised, padded; S = 1024 for the official
 //     models) -> image_embeddings [1, E, S/16, S/16]
@@ -8,6 +8,11 @@
 //     [1, 1, S/4, S/4], has_mask_input [1] -> low_res_masks [1, 4, S/4, S/4],
 //     iou_predictions [1, 4] (all four mask tokens; single-mask output is #0,
 //     multimask is #1..3, as MaskDecoder slices them).
+//   prepare_image: image_embeddings -> image_tokens, image_tokens_pe [1, G², E], keys0
+//     [1, heads, d, G²], values0 [1, heads, G², d]: what decode computes the same for every prompt without
+//     a mask input (decoder() below);
+//   decode_prepared: those four, point_coords, point_labels -> low_res_masks,
+//     iou_predictions: decode for prompts without a mask input, from them.
 // The decode inputs follow segment-anything's ONNX export (SamOnnxModel), so prompts
 // are built the same way: points, then a padding point (label -1) when there is no
 // box, then the box corners. docs/sam.md has the whole pipeline.
@@ -20,6 +25,8 @@
 #include <cmath>
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <map>
 
 #include "convert/recipe.h"
 
@@ -154,17 +161,42 @@ class SamBuilder {
   }
 
   // ---- helpers --------------------------------------------------------------------
-  int p(GraphBuilder& g, const std::string& key, const Shape& s) { return ctx_.param(g, key, s); }
+  // Each constant is written to the file once: the first graph that asks for a name
+  // makes it, and later graphs get a shared_constant over the same bytes (decode and
+  // decode_prepared share every decoder weight).
+  int once(GraphBuilder& g, const std::string& name, const std::function<int()>& make) {
+    auto local = made_.find({&g, name});
+    if (local != made_.end()) return local->second;
+    auto first = first_.find(name);
+    const int id = first != first_.end() ? g.shared_constant(name, *first->second.first, first->second.second) : make();
+    if (id >= 0) {
+      made_[{&g, name}] = id;
+      if (first == first_.end()) first_[name] = {&g, id};
+    }
+    return id;
+  }
+  int p(GraphBuilder& g, const std::string& key, const Shape& s) {
+    return once(g, key, [&] { return ctx_.param(g, key, s); });
+  }
   int p32(GraphBuilder& g, const std::string& key, const Shape& s) {
-    ParamOptions o;
-    o.keep_f32 = true;
-    return ctx_.param(g, key, s, o);
+    return once(g, key, [&] {
+      ParamOptions o;
+      o.keep_f32 = true;
+      return ctx_.param(g, key, s, o);
+    });
+  }
+  int zeros(GraphBuilder& g, const std::string& name, const Shape& s) {
+    return once(g, name, [&] { return g.constant_f32(name, s, std::vector<float>(static_cast<size_t>(checked_numel(s).value()), 0.0f)); });
   }
 
   // Tensor `key` (checked against `expected`) stored under `name` with another shape
   // of the same size, f32; or several keys stacked along dim 0.
   int derived(GraphBuilder& g, const std::string& name, const std::vector<std::string>& keys, const Shape& expected,
               const Shape& shape) {
+    return once(g, name, [&] { return make_derived(g, name, keys, expected, shape); });
+  }
+  int make_derived(GraphBuilder& g, const std::string& name, const std::vector<std::string>& keys, const Shape& expected,
+                   const Shape& shape) {
     std::vector<size_t> index;
     bool ok = true;
     for (const std::string& key : keys) {
@@ -195,6 +227,9 @@ class SamBuilder {
   // A ConvTranspose2d with kernel 2×2, stride 2 as a Linear on input pixels: weight
   // [C, O, 2, 2] -> [(a, b, o), C], bias [O] -> [(a, b, o)] (see decoder()).
   int convt_weight(GraphBuilder& g, const std::string& key, int64_t c, int64_t o) {
+    return once(g, key + ".weight#pixels", [&] { return make_convt_weight(g, key, c, o); });
+  }
+  int make_convt_weight(GraphBuilder& g, const std::string& key, int64_t c, int64_t o) {
     const std::string k = key + ".weight";
     const SourceTensor* t = ctx_.find(k);
     const Shape want{c, o, 2, 2};
@@ -213,6 +248,9 @@ class SamBuilder {
     });
   }
   int convt_bias(GraphBuilder& g, const std::string& key, int64_t o) {
+    return once(g, key + ".bias#pixels", [&] { return make_convt_bias(g, key, o); });
+  }
+  int make_convt_bias(GraphBuilder& g, const std::string& key, int64_t o) {
     const std::string k = key + ".bias";
     const SourceTensor* t = ctx_.find(k);
     if (!t || t->shape != Shape{o} || !stored_type_is_float(t->stored)) return p32(g, k, {o});
@@ -336,15 +374,107 @@ class SamBuilder {
                    p(g, key + ".out_proj.weight", {tdim_, inner}), p32(g, key + ".out_proj.bias", {tdim_})});
   }
 
+  // The attention above with its keys and values projected and split into heads already
+  // (prepare_image's keys0 [1, h, d, L] and values0 [1, h, L, d]): q_proj, the scaled scores
+  // as a MatMul, Softmax, the MatMul with the values and out_proj, as Attention.forward.
+  int prepared_attention(GraphBuilder& g, const std::string& key, int q, int keys0, int values0) {
+    const int64_t h = dec_heads_, d = internal_ / dec_heads_;
+    int qh = linear(g, key + ".q_proj", q, internal_, tdim_);
+    qh = transpose(g, key + ".q_heads", reshape(g, key + ".q_split", qh, {1, -1, h, d}), {0, 2, 1, 3});
+    fb::MatMulT sc;
+    sc.alpha = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+    fb::SoftmaxT sm;
+    sm.axis = -1;
+    int a = g.node(key + ".softmax", sm, {g.node(key + ".scores", sc, {qh, keys0})});
+    int o = g.node(key + ".mix", fb::MatMulT{}, {a, values0});
+    o = reshape(g, key + ".o_merge", transpose(g, key + ".o_tokens", o, {0, 2, 1, 3}), {1, -1, internal_});
+    return linear(g, key + ".out_proj", o, tdim_, internal_);
+  }
+
+  // The dense positional encoding of the grid, token-major [1, G·G, E], computed from the
+  // Gaussian matrix when the model is written (PositionEmbeddingRandom.forward).
+  int dense_pe_constant(GraphBuilder& g) {
+    const std::string gk = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix";
+    const int64_t F = out_ / 2, G = grid_;
+    // (decode_graph's p32 of the key records a missing or misshapen matrix)
+    return once(g, "prompt_encoder.dense_pe", [&] {
+      const SourceTensor* t = ctx_.find(gk);
+      const WeightSource* srcw = &ctx_.source();
+      const size_t index = t ? static_cast<size_t>(t - ctx_.source().tensors().data()) : 0;
+      const bool ok = t && t->shape == Shape{2, F};
+      return g.constant_streamed("prompt_encoder.dense_pe", DType::kF32, {1, G * G, out_}, [srcw, index, ok, F, G](void* dst) {
+        if (!ok) return internal_error("placeholder dense_pe written");
+        std::vector<float> gm(static_cast<size_t>(2 * F));
+        ATROUS_RETURN_IF_ERROR(srcw->read(index, DType::kF32, gm.data()));
+        dense_pe(gm.data(), F, G, G, static_cast<float*>(dst));
+        return Status::Ok();
+      });
+    });
+  }
+
+  // [1, E, G, G] -> the image tokens [1, G·G, E].
+  int image_tokens(GraphBuilder& g, int emb) {
+    const std::string md = "mask_decoder";
+    return reshape(g, md + ".src_tokens", transpose(g, md + ".src_nhwc", emb, {0, 2, 3, 1}), {1, grid_ * grid_, out_});
+  }
+  int no_mask_embed(GraphBuilder& g) {
+    const std::string k = "prompt_encoder.no_mask_embed.weight";
+    return derived(g, k, {k}, {1, out_}, {1, 1, out_});
+  }
+
+  // decode: the prompt encoder and mask decoder on the image embedding, for any prompt.
+  // prepare_image + decode_prepared: the same for prompts without a mask input, split at
+  // what does not depend on the prompt. Without a mask the dense prompt is the constant
+  // no_mask_embed, so the image tokens, their sum with the positional encoding and the
+  // first token-to-image attention's key and value projections are the same for every
+  // prompt; prepare_image computes them once per image, and decode_prepared starts from
+  // them. SamPredictor takes that path for prompts without a mask (docs/sam.md).
   Status decoder() {
-    GraphBuilder& g = ctx_.model().graph("decode");
-    const std::string pe = "prompt_encoder", md = "mask_decoder", tr = "mask_decoder.transformer";
-    const int64_t G = grid_, E = out_, M = 4 * grid_, F = E / 2;
+    ATROUS_RETURN_IF_ERROR(decode_graph(false));
+    ATROUS_RETURN_IF_ERROR(prepare_graph());
+    return decode_graph(true);
+  }
+
+  // prepare_image: image_embeddings [1, E, G, G] -> image_tokens [1, G·G, E] (+ no_mask_embed),
+  // image_tokens_pe [1, G·G, E] (+ the dense positional encoding), keys0 [1, h, d, G·G] and
+  // values0 [1, h, G·G, d]: layer 0's cross_attn_token_to_image k_proj of image_tokens_pe and
+  // v_proj of image_tokens, by head (the keys transposed for the score product).
+  Status prepare_graph() {
+    GraphBuilder& g = ctx_.model().graph("prepare_image");
+    const std::string md = "mask_decoder", a = "mask_decoder.transformer.layers.0.cross_attn_token_to_image";
+    const int64_t G = grid_, E = out_, h = dec_heads_, d = internal_ / dec_heads_;
     int emb = g.input("image_embeddings", DType::kF32, {1, E, G, G});
+    int src = add(g, md + ".src_no_mask", image_tokens(g, emb), no_mask_embed(g));
+    int src_pe = add(g, md + ".src_pe", src, dense_pe_constant(g));
+    auto heads = [&](const std::string& name, int x, std::vector<int32_t> perm) {
+      return transpose(g, name + "_heads", reshape(g, name + "_split", x, {1, G * G, h, d}), std::move(perm));
+    };
+    g.output(src, "image_tokens");
+    g.output(src_pe, "image_tokens_pe");
+    g.output(heads(a + ".k", linear(g, a + ".k_proj", src_pe, internal_, tdim_), {0, 2, 3, 1}), "keys0");
+    g.output(heads(a + ".v", linear(g, a + ".v_proj", src, internal_, tdim_), {0, 2, 1, 3}), "values0");
+    return Status::Ok();
+  }
+
+  Status decode_graph(bool prepared) {
+    GraphBuilder& g = ctx_.model().graph(prepared ? "decode_prepared" : "decode");
+    const std::string pe = "prompt_encoder", md = "mask_decoder", tr = "mask_decoder.transformer";
+    const int64_t G = grid_, E = out_, M = 4 * grid_, F = E / 2, h = dec_heads_, d = internal_ / dec_heads_;
+    int keys = -1, k0 = -1, keys0 = -1, values0 = -1, emb = -1, mask_in = -1, has_mask = -1;
+    if (prepared) {
+      keys = g.input("image_tokens", DType::kF32, {1, G * G, E});
+      k0 = g.input("image_tokens_pe", DType::kF32, {1, G * G, E});
+      keys0 = g.input("keys0", DType::kF32, {1, h, d, G * G});
+      values0 = g.input("values0", DType::kF32, {1, h, G * G, d});
+    } else {
+      emb = g.input("image_embeddings", DType::kF32, {1, E, G, G});
+    }
     int coords = g.input("point_coords", DType::kF32, {1, -1, 2});
     int labels = g.input("point_labels", DType::kF32, {1, -1});
-    int mask_in = g.input("mask_input", DType::kF32, {1, 1, M, M});
-    int has_mask = g.input("has_mask_input", DType::kF32, {1});
+    if (!prepared) {
+      mask_in = g.input("mask_input", DType::kF32, {1, 1, M, M});
+      has_mask = g.input("has_mask_input", DType::kF32, {1});
+    }
 
     // Sparse prompt tokens.
     std::vector<std::string> pkeys;
@@ -355,53 +485,37 @@ class SamBuilder {
     int sparse = g.node(pe + ".sparse", pa,
                         {coords, labels, gauss, derived(g, pe + ".point_embeddings", pkeys, {1, E}, {4, E}),
                          derived(g, pe + ".not_a_point_embed.weight", {pe + ".not_a_point_embed.weight"}, {1, E}, {E})});
-    // Dense prompt: has_mask · mask_downscaling(mask) + (1 − has_mask) · no_mask_embed (SamOnnxModel),
-    // added to the image tokens.
-    const std::string ds = pe + ".mask_downscaling";
-    const int64_t c1 = mask_chans_ / 4, c2 = mask_chans_;
-    fb::Conv2dT k2;
-    k2.stride_h = k2.stride_w = 2;
-    int m = g.node(ds + ".0", k2, {mask_in, p(g, ds + ".0.weight", {c1, 1, 2, 2}), p32(g, ds + ".0.bias", {c1})});
-    m = ln(g, ds + ".1", m, c1, 1e-6f, 1);
     fb::UnaryT gelu;
     gelu.kind = fb::ActKind::Gelu;
-    m = g.node(ds + ".2", gelu, {m});
-    m = g.node(ds + ".3", k2, {m, p(g, ds + ".3.weight", {c2, c1, 2, 2}), p32(g, ds + ".3.bias", {c2})});
-    m = ln(g, ds + ".4", m, c2, 1e-6f, 1);
-    m = g.node(ds + ".5", gelu, {m});
-    // The last 1×1 conv as a Linear on channels-last tokens: the blend with the no-mask
-    // embedding and the image tokens then happens in the [1, G·G, E] layout the
-    // transformer uses, on plain tensors.
-    m = reshape(g, ds + ".tokens", transpose(g, ds + ".nhwc", m, {0, 2, 3, 1}), {1, G * G, c2});
-    fb::LinearT l6;
-    m = g.node(ds + ".6", l6, {m, derived(g, ds + ".6.weight", {ds + ".6.weight"}, {E, c2, 1, 1}, {E, c2}), p32(g, ds + ".6.bias", {E})});
-    fb::BinaryT mul;
-    mul.kind = fb::BinaryKind::Mul;
-    fb::BinaryT sub;
-    sub.kind = fb::BinaryKind::Sub;
-    m = g.node(pe + ".mask_embedding", mul, {m, has_mask});
-    int one = g.constant_f32(pe + ".one", {1}, {1.0f});
-    int no_mask = g.node(pe + ".no_mask_weight", mul,
-                         {derived(g, pe + ".no_mask_embed.weight", {pe + ".no_mask_embed.weight"}, {1, E}, {1, 1, E}),
-                          g.node(pe + ".no_mask_scale", sub, {one, has_mask})});
-    int keys = reshape(g, md + ".src_tokens", transpose(g, md + ".src_nhwc", emb, {0, 2, 3, 1}), {1, G * G, E});
-    keys = add(g, md + ".src", add(g, md + ".src_no_mask", keys, no_mask), m);
-    // Dense positional encoding of the grid, token-major [1, G·G, E].
-    const std::string gk = pe + ".pe_layer.positional_encoding_gaussian_matrix";
-    int key_pe;
-    {  // computed from the Gaussian matrix when the model is written (p32 above checked it)
-      const SourceTensor* t = ctx_.find(gk);
-      const WeightSource* srcw = &ctx_.source();
-      const size_t index = t ? static_cast<size_t>(t - ctx_.source().tensors().data()) : 0;
-      const bool ok = t && t->shape == Shape{2, F};
-      key_pe = g.constant_streamed(pe + ".dense_pe", DType::kF32, {1, G * G, E}, [srcw, index, ok, F, G](void* dst) {
-        if (!ok) return internal_error("placeholder dense_pe written");
-        std::vector<float> gm(static_cast<size_t>(2 * F));
-        ATROUS_RETURN_IF_ERROR(srcw->read(index, DType::kF32, gm.data()));
-        dense_pe(gm.data(), F, G, G, static_cast<float*>(dst));
-        return Status::Ok();
-      });
+    if (!prepared) {
+      // Dense prompt: has_mask · mask_downscaling(mask) + (1 − has_mask) · no_mask_embed
+      // (SamOnnxModel), added to the image tokens.
+      const std::string ds = pe + ".mask_downscaling";
+      const int64_t c1 = mask_chans_ / 4, c2 = mask_chans_;
+      fb::Conv2dT k2;
+      k2.stride_h = k2.stride_w = 2;
+      int m = g.node(ds + ".0", k2, {mask_in, p(g, ds + ".0.weight", {c1, 1, 2, 2}), p32(g, ds + ".0.bias", {c1})});
+      m = ln(g, ds + ".1", m, c1, 1e-6f, 1);
+      m = g.node(ds + ".2", gelu, {m});
+      m = g.node(ds + ".3", k2, {m, p(g, ds + ".3.weight", {c2, c1, 2, 2}), p32(g, ds + ".3.bias", {c2})});
+      m = ln(g, ds + ".4", m, c2, 1e-6f, 1);
+      m = g.node(ds + ".5", gelu, {m});
+      // The last 1×1 conv as a Linear on channels-last tokens: the blend with the no-mask
+      // embedding and the image tokens then happens in the [1, G·G, E] layout the
+      // transformer uses, on plain tensors.
+      m = reshape(g, ds + ".tokens", transpose(g, ds + ".nhwc", m, {0, 2, 3, 1}), {1, G * G, c2});
+      fb::LinearT l6;
+      m = g.node(ds + ".6", l6, {m, derived(g, ds + ".6.weight", {ds + ".6.weight"}, {E, c2, 1, 1}, {E, c2}), p32(g, ds + ".6.bias", {E})});
+      fb::BinaryT mul;
+      mul.kind = fb::BinaryKind::Mul;
+      fb::BinaryT sub;
+      sub.kind = fb::BinaryKind::Sub;
+      m = g.node(pe + ".mask_embedding", mul, {m, has_mask});
+      int one = g.constant_f32(pe + ".one", {1}, {1.0f});
+      int no_mask = g.node(pe + ".no_mask_weight", mul, {no_mask_embed(g), g.node(pe + ".no_mask_scale", sub, {one, has_mask})});
+      keys = add(g, md + ".src", add(g, md + ".src_no_mask", image_tokens(g, emb), no_mask), m);
     }
+    const int key_pe = dense_pe_constant(g);
     fb::ConcatT cat1;
     cat1.axis = 1;
     int tokens = g.node(md + ".tokens", cat1,
@@ -421,8 +535,11 @@ class SamBuilder {
       }
       queries = ln(g, l + ".norm1", queries, E, 1e-5f);
       int q = add(g, l + ".q_pe", queries, tokens);
-      int k = add(g, l + ".k_pe", keys, key_pe);
-      queries = add(g, l + ".cross_attn_token_to_image.residual", queries, attention(g, l + ".cross_attn_token_to_image", q, k, keys, internal_));
+      const bool from_prepared = prepared && i == 0;
+      int k = from_prepared ? k0 : add(g, l + ".k_pe", keys, key_pe);
+      const std::string ti = l + ".cross_attn_token_to_image";
+      queries = add(g, ti + ".residual", queries,
+                    from_prepared ? prepared_attention(g, ti, q, keys0, values0) : attention(g, ti, q, k, keys, internal_));
       queries = ln(g, l + ".norm2", queries, E, 1e-5f);
       fb::FeedForwardT ff;
       ff.activation = fb::ActKind::Relu;
@@ -470,9 +587,9 @@ class SamBuilder {
     std::vector<int> blocks;
     for (int s = 0; s < 4; ++s) {
       std::vector<int> parts;
-      if (s > 0) parts.push_back(g.constant_f32(idx(md + ".hyper_zeros_left", s), {tokens_, s * c8}, std::vector<float>(static_cast<size_t>(tokens_ * s * c8), 0.0f)));
+      if (s > 0) parts.push_back(zeros(g, idx(md + ".hyper_zeros_left", s), {tokens_, s * c8}));
       parts.push_back(hyper_in);
-      if (s < 3) parts.push_back(g.constant_f32(idx(md + ".hyper_zeros_right", s), {tokens_, (3 - s) * c8}, std::vector<float>(static_cast<size_t>(tokens_ * (3 - s) * c8), 0.0f)));
+      if (s < 3) parts.push_back(zeros(g, idx(md + ".hyper_zeros_right", s), {tokens_, (3 - s) * c8}));
       fb::ConcatT cat_cols;
       cat_cols.axis = 1;
       blocks.push_back(g.node(idx(md + ".hyper_block", s), cat_cols, parts));
@@ -497,6 +614,8 @@ class SamBuilder {
   }
 
   RecipeContext& ctx_;
+  std::map<std::pair<const GraphBuilder*, std::string>, int> made_;  // once(): each graph's constants by name
+  std::map<std::string, std::pair<GraphBuilder*, int>> first_;       // the graph that made each, and its value
   int64_t dim_ = 0, patch_ = 0, grid_ = 0, out_ = 0, img_ = 0, heads_ = 0, window_ = 14;
   int depth_ = 0;
   bool rel_pos_ = false;
@@ -513,7 +632,7 @@ Status build_sam(RecipeContext& ctx) { return SamBuilder(ctx).build(); }
 extern const Recipe kSamRecipe;
 const Recipe kSamRecipe = {
     "sam",
-    "Segment Anything (official vit_b / vit_l / vit_h state dicts): entry points encode_image and decode",
+    "Segment Anything (official vit_b / vit_l / vit_h state dicts): entry points encode_image, decode, prepare_image and decode_prepared",
     {{"encoder_heads", ConfigType::kInt, "", "image encoder heads (default: embed dim / rel-pos head dim)"},
      {"window_size", ConfigType::kInt, "", "encoder window size (default 14, or from the rel-pos tables)"},
      {"global_attn_indexes", ConfigType::kIntList, "", "encoder blocks with global attention (default: the official ones)"},

@@ -3,7 +3,8 @@
 // pre- and postprocessing of segment_anything's SamPredictor.
 //
 // A SamPredictor wraps a model converted with `atrous convert --arch sam` (entry
-// points encode_image and decode; docs/sam.md). encode() resizes the image's
+// points encode_image and decode, and prepare_image and decode_prepared in models
+// converted since 2026-11-29; docs/sam.md). encode() resizes the image's
 // longest side to the model's input size with PIL's antialiased bilinear,
 // normalises, pads and runs the encoder. The SamEmbedding it returns is a value:
 // it owns its tensor, never changes, and may be shared between threads, saved
@@ -30,6 +31,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "atrous/image.h"
@@ -62,6 +64,13 @@ struct SamEmbedding {
   Tensor embedding;                             // [1, E, G, G]
   int original_width = 0, original_height = 0;  // the image as given
   int input_width = 0, input_height = 0;        // the resized image inside the padded model input
+  // What every prompt without a mask_input shares (the outputs of the model's
+  // prepare_image entry point, by name: image tokens, the first attention's keys and
+  // values), computed from `embedding` by encode() and embedding_from(); decode() then
+  // runs decode_prepared instead of decode. Empty for models converted before that
+  // entry point existed, or for an embedding put together by hand: decode() runs the
+  // whole decoder.
+  std::vector<std::pair<std::string, Tensor>> prepared;
 };
 
 struct SamMasks {
@@ -91,7 +100,8 @@ class SamPredictor {
   Result<SamEmbedding> encode(const Image& image) const;
   Result<SamMasks> decode(const SamEmbedding& embedding, const SamPrompt& prompt) const;
 
-  // An embedding saved earlier (e.g. loaded from .npy), for an image of this size.
+  // An embedding saved earlier (e.g. loaded from .npy), for an image of this size
+  // (its `prepared` tensors are computed here: a few milliseconds).
   Result<SamEmbedding> embedding_from(Tensor embedding, int original_width, int original_height) const;
 
   // The decode entry point's inputs for a prompt: sam_prompt_tensors() with the

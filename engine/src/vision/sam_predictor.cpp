@@ -108,12 +108,27 @@ struct SamPredictor::Impl {
   mutable std::mutex encode_mu;
   mutable std::unique_ptr<Session> encoder;
 
-  // Idle decode sessions by prompt length (each keeps its plan and arena).
+  // prepare_image + decode_prepared (the model has both): prompts without a mask
+  // input start from what prepare_image computed once per image.
+  bool has_prepared = false;
+  mutable std::mutex prepare_mu;
+  mutable std::unique_ptr<Session> preparer;
+
+  // Idle decode sessions by key (prompt length, times 2, plus 1 for decode_prepared);
+  // each keeps its plan and arena.
   static constexpr size_t kMaxIdlePerLength = 4, kMaxLengths = 6;
   mutable std::mutex decode_mu;
   mutable std::map<int64_t, std::vector<std::unique_ptr<Session>>> idle;
-  mutable std::vector<int64_t> recent;  // the prompt lengths in `idle`, most recent last
+  mutable std::vector<int64_t> recent;  // the keys of `idle`, most recent last
   Tensor zero_mask, zero_flag, one_flag;
+
+  SessionOptions session_options(const std::string& entry) const {
+    SessionOptions so;
+    so.entry = entry;
+    so.threads = options.threads;
+    so.reference_only = options.reference_only;
+    return so;
+  }
 
   Result<std::unique_ptr<Session>> take(int64_t n) const {
     {
@@ -125,11 +140,26 @@ struct SamPredictor::Impl {
         return s;
       }
     }
-    SessionOptions so;
-    so.entry = "decode";
-    so.threads = options.threads;
-    so.reference_only = options.reference_only;
-    return Session::create(model, so);
+    return Session::create(model, session_options(n % 2 ? "decode_prepared" : "decode"));
+  }
+
+  // The prepared tensors of an embedding (none without prepare_image).
+  Status prepare(SamEmbedding* e) const {
+    e->prepared.clear();
+    if (!has_prepared) return Status::Ok();
+    std::lock_guard<std::mutex> lock(prepare_mu);
+    if (!preparer) {
+      ATROUS_ASSIGN_OR_RETURN(preparer, Session::create(model, session_options("prepare_image")));
+    }
+    ATROUS_RETURN_IF_ERROR(preparer->set_input("image_embeddings", e->embedding.view()));
+    ATROUS_RETURN_IF_ERROR(preparer->run());
+    for (const char* name : {"image_tokens", "image_tokens_pe", "keys0", "values0"}) {
+      ATROUS_ASSIGN_OR_RETURN(TensorView out, preparer->output(name));
+      e->prepared.emplace_back(name, Tensor::copy_of(out));
+    }
+    // Its arena (the outputs and a transpose, 20 MiB for ViT-B) waits for the next image.
+    preparer->release_memory();
+    return Status::Ok();
   }
 
   void give_back(int64_t n, std::unique_ptr<Session> s) const {
@@ -179,11 +209,22 @@ Result<std::unique_ptr<SamPredictor>> SamPredictor::create(std::shared_ptr<const
     if (t.name == "iou_predictions" && t.shape.size() == 2) impl->mask_tokens = static_cast<int>(t.shape[1]);
   impl->pre = enc->preprocess;
   if (impl->pre.input.empty()) impl->pre.input = "image";
-  SessionOptions so;
-  so.entry = "encode_image";
-  so.threads = options.threads;
-  so.reference_only = options.reference_only;
-  ATROUS_ASSIGN_OR_RETURN(impl->encoder, Session::create(model, so));
+  // decode_prepared must take what prepare_image gives, and the decode prompt inputs.
+  const EntryPointInfo* prep = model->entry("prepare_image");
+  const EntryPointInfo* decp = model->entry("decode_prepared");
+  if (prep && decp) {
+    bool fits = input_shape(*prep, "image_embeddings") == emb && !input_shape(*decp, "point_coords").empty() &&
+                !input_shape(*decp, "point_labels").empty();
+    for (const char* name : {"image_tokens", "image_tokens_pe", "keys0", "values0"}) {
+      bool out = false;
+      for (const TensorInfo& t : prep->outputs) out = out || t.name == name;
+      fits = fits && out && !input_shape(*decp, name).empty();
+    }
+    if (!fits)
+      return invalid_argument("'" + model->info().path + "': the entry points prepare_image/decode_prepared do not have the sam recipe's inputs and outputs");
+    impl->has_prepared = true;
+  }
+  ATROUS_ASSIGN_OR_RETURN(impl->encoder, Session::create(model, impl->session_options("encode_image")));
   impl->zero_mask = Tensor::zeros(DType::kF32, {1, 1, impl->mask_size, impl->mask_size});
   impl->zero_flag = Tensor::zeros(DType::kF32, {1});
   impl->one_flag = Tensor::zeros(DType::kF32, {1});
@@ -216,6 +257,7 @@ Result<SamEmbedding> SamPredictor::encode(const Image& image) const {
   e.original_height = image.height;
   e.input_width = p.content_width;
   e.input_height = p.content_height;
+  ATROUS_RETURN_IF_ERROR(impl_->prepare(&e));
   return e;
 }
 
@@ -229,6 +271,7 @@ Result<SamEmbedding> SamPredictor::embedding_from(Tensor embedding, int original
   e.embedding = std::move(embedding);
   e.original_width = original_width;
   e.original_height = original_height;
+  ATROUS_RETURN_IF_ERROR(impl_->prepare(&e));
   return e;
 }
 
@@ -250,13 +293,19 @@ Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& 
   const TensorView mask_view = has_mask ? TensorView{DType::kF32, {1, 1, ms, ms}, prompt.mask_input.raw()} : im.zero_mask.view();
   Tensor coords, labels;
   ATROUS_RETURN_IF_ERROR(prompt_tensors(emb, prompt, &coords, &labels));
-  const int64_t n = coords.shape()[1];
-  ATROUS_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, im.take(n));
-  ATROUS_RETURN_IF_ERROR(s->set_input("image_embeddings", emb.embedding.view()));
+  // Without a mask, from the prepared tensors when the embedding has them.
+  const bool from_prepared = !has_mask && im.has_prepared && !emb.prepared.empty();
+  const int64_t n = coords.shape()[1], key = 2 * n + (from_prepared ? 1 : 0);
+  ATROUS_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, im.take(key));
+  if (from_prepared) {
+    for (const auto& [name, t] : emb.prepared) ATROUS_RETURN_IF_ERROR(s->set_input(name, t.view()));
+  } else {
+    ATROUS_RETURN_IF_ERROR(s->set_input("image_embeddings", emb.embedding.view()));
+    ATROUS_RETURN_IF_ERROR(s->set_input("mask_input", mask_view));
+    ATROUS_RETURN_IF_ERROR(s->set_input("has_mask_input", has_mask ? im.one_flag.view() : im.zero_flag.view()));
+  }
   ATROUS_RETURN_IF_ERROR(s->set_input("point_coords", coords.view()));
   ATROUS_RETURN_IF_ERROR(s->set_input("point_labels", labels.view()));
-  ATROUS_RETURN_IF_ERROR(s->set_input("mask_input", mask_view));
-  ATROUS_RETURN_IF_ERROR(s->set_input("has_mask_input", has_mask ? im.one_flag.view() : im.zero_flag.view()));
   ATROUS_RETURN_IF_ERROR(s->run());
   ATROUS_ASSIGN_OR_RETURN(TensorView low, s->output("low_res_masks"));
   ATROUS_ASSIGN_OR_RETURN(TensorView iou, s->output("iou_predictions"));
@@ -272,7 +321,7 @@ Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& 
     std::copy_n(low.as<float>() + (first + i) * m * m, m * m, r.low_res_logits.data<float>() + i * m * m);
     r.scores.push_back(iou.as<float>()[first + i]);
   }
-  im.give_back(n, std::move(s));  // outputs copied: the session may serve another call
+  im.give_back(key, std::move(s));  // outputs copied: the session may serve another call
   const size_t px = static_cast<size_t>(r.width) * r.height;
   r.masks.resize(px * static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) {
