@@ -107,7 +107,8 @@ class SamAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, out.shape[2], -1))
 
 
-def mha_case(name, b, lq, dim, heads, causal=False, lk=None, downsample=1, bias=None, cross=False, qkv_bias=True):
+def mha_case(name, b, lq, dim, heads, causal=False, lk=None, downsample=1, bias=None, cross=False, qkv_bias=True,
+             residual=False):
     lk = lk or lq
     mod = SamAttention(dim, heads, downsample, qkv_bias)
     x = rnd(b, lq, dim)
@@ -124,6 +125,10 @@ def mha_case(name, b, lq, dim, heads, causal=False, lk=None, downsample=1, bias=
     if bias is not None:
         inputs["bias"] = bias
         ins.append("bias")
+    if residual:  # input 12: y = attention + residual
+        inputs["r"] = rnd(b, lq, dim)
+        ins += ([] if bias is not None else [None]) + ["r"]
+        y = y + inputs["r"].double()
     wcase(name, [node("attn", "MultiHeadAttention", ins, {"num_heads": heads, "causal": causal}, ["y"])],
            inputs, consts, {"y": y})
 
@@ -138,6 +143,8 @@ mha_case("mha_cross_causal_cache", 2, 5, 32, 2, lk=70, causal=True, cross=True, 
 mha_case("mha_len1000_causal_head64", 1, 1000, 64, 1, causal=True)
 mha_case("mha_len1000_bias2d_head32", 1, 1000, 64, 2, bias=rnd(1000, 1000))
 mha_case("mha_len600_b2_tiles", 2, 600, 96, 3, bias=rnd(3, 600, 600))
+mha_case("mha_len333_b2_residual", 2, 333, 64, 2, residual=True)
+mha_case("mha_len70_causal_bias_residual", 1, 70, 32, 2, causal=True, bias=rnd(2, 70, 70), residual=True)
 mha_case("mha_len4097_causal_head17", 1, 4097, 34, 1, downsample=2, causal=True)
 
 

@@ -151,7 +151,7 @@ def op_cases():
     prompt_case("prompt_nonsquare", 5, 4, (100, 300), [3, 2, 1, 0, -1])
 
     # MultiHeadAttention with a short side (segment-anything's decoder Attention).
-    def mha_case(name, b, lq, lk, dim, heads, downsample, self_attn=False):
+    def mha_case(name, b, lq, lk, dim, heads, downsample, self_attn=False, residual=False):
         m = ref.DecoderAttention(dim, heads, downsample).double()
         for p in m.parameters():
             p.copy_(torch.randn(p.shape, dtype=D64) * (p.shape[-1] ** -0.5 if p.dim() == 2 else 0.3))
@@ -165,6 +165,10 @@ def op_cases():
             consts[n + ".weight"], consts[n + ".bias"] = lin.weight, lin.bias
             ins += [n + ".weight", n + ".bias"]
         inputs = {"q": q} if self_attn else {"q": q, "k": k, "v": v}
+        if residual:  # input 12 (after the absent bias): y = attention + residual
+            inputs["r"] = torch.randn(b, lq, dim)
+            ins += [None, "r"]
+            y = y + inputs["r"].double()
         wcase(name, [node("attn", "MultiHeadAttention", ins, {"num_heads": heads}, ["y"])], inputs, consts, {"y": y})
 
     mha_case("mha_short_keys_i2t", 1, 300, 7, 64, 2, 2)
@@ -173,6 +177,8 @@ def op_cases():
     mha_case("mha_short_queries_key_tiles", 1, 3, 5000, 32, 2, 1)
     mha_case("mha_short_self", 1, 6, 6, 64, 2, 1, self_attn=True)
     mha_case("mha_short_queries_b2", 2, 2, 33, 32, 1, 2)
+    mha_case("mha_short_keys_residual_b2", 2, 300, 7, 64, 2, 2, residual=True)
+    mha_case("mha_short_queries_residual_b2", 2, 7, 500, 64, 2, 2, residual=True)
     W.finish()
 
 

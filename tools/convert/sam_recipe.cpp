@@ -363,15 +363,17 @@ class SamBuilder {
   }
 
   // ---- decode -------------------------------------------------------------------------
-  // One MHA node (segment_anything's decoder Attention) with its projections.
-  int attention(GraphBuilder& g, const std::string& key, int q, int k, int v, int64_t inner) {
+  // One MHA node (segment_anything's decoder Attention) with its projections, plus
+  // `residual` when given (-1: none).
+  int attention(GraphBuilder& g, const std::string& key, int q, int k, int v, int64_t inner, int residual = -1) {
     fb::MultiHeadAttentionT a;
     a.num_heads = static_cast<int32_t>(dec_heads_);
-    return g.node(key, a,
-                  {q, k, v, p(g, key + ".q_proj.weight", {inner, tdim_}), p32(g, key + ".q_proj.bias", {inner}),
-                   p(g, key + ".k_proj.weight", {inner, tdim_}), p32(g, key + ".k_proj.bias", {inner}),
-                   p(g, key + ".v_proj.weight", {inner, tdim_}), p32(g, key + ".v_proj.bias", {inner}),
-                   p(g, key + ".out_proj.weight", {tdim_, inner}), p32(g, key + ".out_proj.bias", {tdim_})});
+    std::vector<int> in = {q, k, v, p(g, key + ".q_proj.weight", {inner, tdim_}), p32(g, key + ".q_proj.bias", {inner}),
+                           p(g, key + ".k_proj.weight", {inner, tdim_}), p32(g, key + ".k_proj.bias", {inner}),
+                           p(g, key + ".v_proj.weight", {inner, tdim_}), p32(g, key + ".v_proj.bias", {inner}),
+                           p(g, key + ".out_proj.weight", {tdim_, inner}), p32(g, key + ".out_proj.bias", {tdim_})};
+    if (residual >= 0) in.insert(in.end(), {-1, residual});  // input 11 (bias) absent, 12 the residual
+    return g.node(key, a, in);
   }
 
   // The attention above with its keys and values projected and split into heads already
@@ -531,15 +533,15 @@ class SamBuilder {
         queries = attention(g, l + ".self_attn", queries, -1, -1, self_inner);
       } else {
         int q = add(g, l + ".self_attn.q", queries, tokens);
-        queries = add(g, l + ".self_attn.residual", queries, attention(g, l + ".self_attn", q, q, queries, self_inner));
+        queries = attention(g, l + ".self_attn", q, q, queries, self_inner, queries);
       }
       queries = ln(g, l + ".norm1", queries, E, 1e-5f);
       int q = add(g, l + ".q_pe", queries, tokens);
       const bool from_prepared = prepared && i == 0;
       int k = from_prepared ? k0 : add(g, l + ".k_pe", keys, key_pe);
       const std::string ti = l + ".cross_attn_token_to_image";
-      queries = add(g, ti + ".residual", queries,
-                    from_prepared ? prepared_attention(g, ti, q, keys0, values0) : attention(g, ti, q, k, keys, internal_));
+      queries = from_prepared ? add(g, ti + ".residual", queries, prepared_attention(g, ti, q, keys0, values0))
+                              : attention(g, ti, q, k, keys, internal_, queries);
       queries = ln(g, l + ".norm2", queries, E, 1e-5f);
       fb::FeedForwardT ff;
       ff.activation = fb::ActKind::Relu;
@@ -547,13 +549,13 @@ class SamBuilder {
                                         p(g, l + ".mlp.lin2.weight", {E, mlp_}), p32(g, l + ".mlp.lin2.bias", {E}), queries});
       queries = ln(g, l + ".norm3", queries, E, 1e-5f);
       q = add(g, l + ".q_pe2", queries, tokens);
-      keys = add(g, l + ".cross_attn_image_to_token.residual", keys, attention(g, l + ".cross_attn_image_to_token", k, q, queries, internal_));
+      keys = attention(g, l + ".cross_attn_image_to_token", k, q, queries, internal_, keys);
       keys = ln(g, l + ".norm4", keys, E, 1e-5f);
     }
     {
       int q = add(g, tr + ".final_q", queries, tokens);
       int k = add(g, tr + ".final_k", keys, key_pe);
-      queries = add(g, tr + ".final_attn_token_to_image.residual", queries, attention(g, tr + ".final_attn_token_to_image", q, k, keys, internal_));
+      queries = attention(g, tr + ".final_attn_token_to_image", q, k, keys, internal_, queries);
       queries = ln(g, tr + ".norm_final_attn", queries, E, 1e-5f);
     }
 

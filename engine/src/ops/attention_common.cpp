@@ -446,6 +446,12 @@ void state_out(const float* state, int64_t d, int64_t m, bool with_z, float* kv,
 }
 
 // ---- shared node layout ---------------------------------------------------------------
+void add_residual(const float* residual, float* y, int64_t n, int threads) {
+  if (!residual) return;
+#pragma omp parallel for num_threads(threads) schedule(static) if (n >= 65536)
+  for (int64_t i = 0; i < n; ++i) y[i] += residual[i];
+}
+
 Status check_projections(CheckContext& ctx) {
   for (int i : {kQuery, kKey, kValue}) ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(i, {DType::kF32}));
   for (int i : {kWq, kWk, kWv, kWo}) {

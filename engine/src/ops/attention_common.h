@@ -166,6 +166,8 @@ Status project_out(const ProjShapes& s, const RunBuffers& b, const float* o, flo
                    const BoundProjections* bound = nullptr);
 // Flops of the four projections.
 double projection_flops(const ProjShapes& s);
+// y[i] += residual[i] for n floats, OpenMP-parallel; nothing when residual is null.
+void add_residual(const float* residual, float* y, int64_t n, int threads);
 
 // The run of the projected linear-attention kernels (LinearAttention, PerformerAttention,
 // NormAttention): Q, K, V projected into scratch (weights packed at plan time unless

@@ -14,6 +14,7 @@
 // Memory: short keys: logits of kTileQ query rows per thread (transposed, so each head's
 // softmax runs along rows of queries); short queries: key tiles
 // of kTileK with an online softmax, so at most heads·Lq × kTileK logits exist.
+// A residual input is added as the output rows are made (short keys: with the bias).
 // Declines causal attention, an additive bias, and two long sequences.
 #include <omp.h>
 
@@ -33,7 +34,7 @@ namespace atrous {
 namespace {
 
 using namespace attn;
-constexpr int kBias = 11;
+constexpr int kBias = 11, kResidual = 12;
 
 struct FoldPlan {
   ProjShapes s;
@@ -78,12 +79,14 @@ class MhaFolded : public Kernel {
     const float* xv = input_or_null(b, kValue) ? input_or_null(b, kValue) : xk;
     float* pre = static_cast<float*>(b.scratch[static_cast<size_t>(p_.pre_scr)]);
     float* y = static_cast<float*>(b.out[0]);
+    const float* res = input_or_null(b, kResidual);
     for (int64_t bi = 0; bi < s.batch; ++bi) {
       const float* q = xq + bi * s.lq * s.eq;
       const float* k = xk + bi * s.lk * s.ek;
       const float* v = xv + bi * s.lk * s.ev;
       float* yb = y + bi * s.lq * s.eo;
-      ATROUS_RETURN_IF_ERROR(p_.short_keys ? short_keys(b, q, k, v, pre, yb) : short_queries(b, q, k, v, pre, yb));
+      const float* rb = res ? res + bi * s.lq * s.eo : nullptr;
+      ATROUS_RETURN_IF_ERROR(p_.short_keys ? short_keys(b, q, k, v, rb, pre, yb) : short_queries(b, q, k, v, rb, pre, yb));
     }
     return Status::Ok();
   }
@@ -93,7 +96,9 @@ class MhaFolded : public Kernel {
   }
 
  private:
-  Status short_keys(const RunBuffers& b, const float* xq, const float* xk, const float* xv, float* pre, float* y) const {
+  // res: the batch item's residual rows, or null.
+  Status short_keys(const RunBuffers& b, const float* xq, const float* xk, const float* xv, const float* res, float* pre,
+                    float* y) const {
     const ProjShapes& s = p_.s;
     const int64_t L = s.lk, cols = p_.cols();
     float* K = pre;                   // [L, I]
@@ -154,16 +159,19 @@ class MhaFolded : public Kernel {
         for (int64_t j = 0; j < L; ++j)
           for (int64_t i = 0; i < n; ++i) blk[j * n + i] *= sum[i];
       }
+      // y = residual + bo + P U: the residual comes in with the bias, for free.
       float* yt = y + r0 * s.eo;
+      const float* rt = res ? res + r0 * s.eo : nullptr;
       for (int64_t i = 0; i < n; ++i)
-        for (int64_t e = 0; e < s.eo; ++e) yt[i * s.eo + e] = bo ? bo[e] : 0.0f;
+        for (int64_t e = 0; e < s.eo; ++e) yt[i * s.eo + e] = (bo ? bo[e] : 0.0f) + (rt ? rt[i * s.eo + e] : 0.0f);
       if (!sgemm_sized(p_.threads, true, false, n, s.eo, cols, 1.0f, St, n, U, s.eo, 1.0f, yt, s.eo).ok()) failed = true;
     }
     if (failed) return internal_error("sgemm failed in the folded attention");
     return Status::Ok();
   }
 
-  Status short_queries(const RunBuffers& b, const float* xq, const float* xk, const float* xv, float* pre, float* y) const {
+  Status short_queries(const RunBuffers& b, const float* xq, const float* xk, const float* xv, const float* res, float* pre,
+                       float* y) const {
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     const ProjShapes& s = p_.s;
     const int64_t L = s.lq, rows = p_.cols(), tile = std::min(FoldPlan::kTileK, s.lk);
@@ -208,7 +216,9 @@ class MhaFolded : public Kernel {
         for (int64_t c = 0; c < s.m; ++c) Oh[i * s.inner_v + c] = bv ? bv[h * s.m + c] : 0.0f;
       ATROUS_RETURN_IF_ERROR(sgemm_sized(p_.threads, false, true, L, s.m, s.ev, 1.0f, Z + h * L * s.ev, s.ev, wv + h * s.m * s.ev, s.ev, 1.0f, Oh, s.inner_v));
     }
-    return project_sized(p_.threads, O, L, s.inner_v, input_or_null(b, kWo), input_or_null(b, kBo), s.eo, y);
+    ATROUS_RETURN_IF_ERROR(project_sized(p_.threads, O, L, s.inner_v, input_or_null(b, kWo), input_or_null(b, kBo), s.eo, y));
+    add_residual(res, y, L * s.eo, 1);
+    return Status::Ok();
   }
 
   FoldPlan p_;

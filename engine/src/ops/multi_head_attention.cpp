@@ -1,7 +1,8 @@
 // MultiHeadAttention: softmax attention with q/k/v/out projections.
 // inputs 0-10 (attention_common.h): query [B, Lq, Eq], key [B, Lk, Ek]?, value [B, Lk, Ev]?,
 // wq [I, Eq], bq?, wk [I, Ek], bk?, wv [Iv, Ev], bv?, wo [Eo, Iv], bo?; 11 bias? (additive,
-// broadcastable to [B, heads, Lq, Lk], e.g. a mask of 0 / -inf) -> y [B, Lq, Eo].
+// broadcastable to [B, heads, Lq, Lk], e.g. a mask of 0 / -inf); 12 residual? [B, Lq, Eo]
+// (added to the output: a transformer's x + attn(x) in one node) -> y [B, Lq, Eo].
 // Per head h: softmax(scale · q_h k_hᵀ + bias) v_h, scale 1/sqrt(D) unless given.
 // I may be smaller than Eq (SAM's cross-attention: internal dim 128 of 256).
 // causal: query i sees key j when j <= i + (Lk - Lq) (bottom-right aligned, so a
@@ -28,7 +29,7 @@ namespace atrous {
 namespace {
 
 using namespace attn;
-constexpr int kBias = 11;
+constexpr int kBias = 11, kResidual = 12;
 
 // ---- attributes -------------------------------------------------------------
 Status check(CheckContext& ctx) {
@@ -37,6 +38,7 @@ Status check(CheckContext& ctx) {
   if (!std::isfinite(a.scale) || a.scale < 0) return ctx.fail("scale must be finite and >= 0 (0: 1/sqrt(head dim))");
   ATROUS_RETURN_IF_ERROR(check_projections(ctx));
   ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kBias, {DType::kF32}));
+  ATROUS_RETURN_IF_ERROR(ctx.expect_dtype(kResidual, {DType::kF32}));
   ctx.outputs_are(DType::kF32);
   return Status::Ok();
 }
@@ -58,6 +60,8 @@ Status infer(ShapeContext& ctx) {
     }
     if (!ok) return ctx.fail("bias " + shape_string(bs) + " does not broadcast to [B, heads, Lq, Lk] = " + shape_string(full));
   }
+  if (ctx.has(kResidual) && ctx.in[kResidual] != Shape{s.batch, s.lq, s.eo})
+    return ctx.fail("residual " + shape_string(ctx.in[kResidual]) + " must have the output's shape " + shape_string({s.batch, s.lq, s.eo}));
   ctx.out = {{s.batch, s.lq, s.eo}};
   return Status::Ok();
 }
@@ -157,7 +161,9 @@ class MhaNaive : public Kernel {
         }
       }
     }
-    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/true);
+    ATROUS_RETURN_IF_ERROR(project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/true));
+    add_residual(input_or_null(b, kResidual), static_cast<float*>(b.out[0]), s.batch * s.lq * s.eo, p_.threads);
+    return Status::Ok();
   }
   double flops() const override { return projection_flops(p_.s) + p_.attention_flops(); }
 
@@ -212,7 +218,9 @@ class MhaTiled : public Kernel {
       if (!tile(q, k, v, o, bias, bi, h, qt * kTileQ, std::min(kTileQ, s.lq - qt * kTileQ), scr).ok()) failed = true;
     }
     if (failed) return internal_error("sgemm failed in the attention tiles");
-    return project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false, bound);
+    ATROUS_RETURN_IF_ERROR(project_out(s, b, o, static_cast<float*>(b.out[0]), /*ref=*/false, bound));
+    add_residual(input_or_null(b, kResidual), static_cast<float*>(b.out[0]), s.batch * s.lq * s.eo, p_.threads);
+    return Status::Ok();
   }
   double flops() const override { return projection_flops(p_.s) + p_.attention_flops(); }
   std::string detail() const override { return std::string("tiles ") + std::to_string(kTileQ) + "x" + std::to_string(kTileK) + ", " + vector_isa(); }
@@ -290,6 +298,6 @@ const KernelDef kMhaNaive = {"mha_naive", false, create_naive};
 
 // mha_folded (mha_folded.cpp, SAM's decoder) first: it declines unless one sequence is short.
 extern const KernelDef kMhaFolded;
-const OpDef kMultiHeadAttentionOp = {"MultiHeadAttention", 1, 12, 1, 1, check, infer, {&kMhaFolded, &kMhaTiled, &kMhaNaive}};
+const OpDef kMultiHeadAttentionOp = {"MultiHeadAttention", 1, 13, 1, 1, check, infer, {&kMhaFolded, &kMhaTiled, &kMhaNaive}};
 
 }  // namespace atrous
