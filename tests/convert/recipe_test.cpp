@@ -316,7 +316,7 @@ TEST_CASE("param table: layouts and data inputs") {
   CHECK(np->params[0].value_name == "mha.in_proj_weight[0/3]");
   CHECK(np->params[0].expected == Shape{-1, -1});
   CHECK(np->params[2].expected == Shape{4, 4});
-  CHECK(np->data_positions == std::vector<int>{0, 1, 2, 11});
+  CHECK(np->data_positions == std::vector<int>{0, 1, 2, 11, 12});
 
   fb::OpUnion lin;
   lin.Set(fb::LinearT{});
