@@ -9,7 +9,8 @@ Usage: /usr/bin/python3 check_segment_cli.py ATROUS MODEL_DIR   (MODEL_DIR: smal
   an embedding saved for another image size.
 - `atrous run --entry encode_image`, `--entry decode`, and `--entry prepare_image` then
   `--entry decode_prepared`, on .npy inputs built here from the reference preprocessing:
-  outputs within 1e-3 of the references.
+  outputs within 1e-3 of the references;
+- `atrous bench --keep-inputs` on decode_prepared, and its dtype check.
 """
 import json
 import os
@@ -148,6 +149,14 @@ if rc == 0:
     check(low.shape == (1, 4, M, M) and np.abs(low[0, 1:] - ref_low).max() <= 1e-3 * np.abs(ref_low).max(),
           "run decode_prepared: masks 1..3 match PyTorch's multimask output")
     check(np.abs(iou[0, 1:] - ref_iou).max() <= 1e-3 * np.abs(ref_iou).max(), "run decode_prepared: IoU 1..3 match")
+# `atrous bench` on decode_prepared with the inputs staged once (--keep-inputs), and an
+# input of the wrong dtype refused before anything is copied into the arena.
+rc, log = run("bench", MODEL, "--entry", "decode_prepared", "--keep-inputs", "--runs", "3", "--json", *prep)
+check(rc == 0 and json.loads(log[log.index("{"):])["latency_s"]["median"] > 0, "bench --keep-inputs runs\n" + log[:2000])
+np.save(out("tokens_i32.npy"), np.zeros(np.load(out("prep/image_tokens.npy")).shape, np.int32))
+rc, log = run("bench", MODEL, "--entry", "decode_prepared", "--keep-inputs", "--runs", "1", *prep,
+              "--input", "image_tokens=" + out("tokens_i32.npy"))
+check(rc != 0 and "input 'image_tokens' is i32" in log, "bench --keep-inputs refuses a wrong dtype\n" + log)
 # --input errors: each input once, every input given, the model's dtype.
 rc, log = run("run", MODEL, "--entry", "decode", "--input", "image_embeddings=" + os.path.join(D, "embedding.npy"),
               "--output-dir", out("dec_missing"))

@@ -224,6 +224,75 @@ bool same_values(const TensorView& a, const TensorView& b) {
   return a.shape == b.shape && std::memcmp(a.data, b.data, a.nbytes()) == 0;
 }
 
+// y = relu(x) through a view of x: without keep_inputs the planner lets the Unary, the
+// last step, write in place over x's slot.
+std::shared_ptr<const Model> inplace_net() {
+  ModelBuilder mb("inplace", "session_test");
+  GraphBuilder& g = mb.graph("main");
+  int x = g.input("x", DType::kF32, {1, -1});
+  fb::ReshapeT r;
+  r.shape = {0, -1};
+  fb::UnaryT relu;
+  relu.kind = fb::ActKind::Relu;
+  g.output(g.node("relu", relu, {g.node("view", r, {x})}), "y");
+  auto bytes = mb.to_bytes();
+  REQUIRE(bytes.ok());
+  auto m = Model::from_memory(bytes->data(), bytes->size());
+  REQUIRE(m.ok());
+  return *m;
+}
+
+// Equal as floats (0 == −0: relu of −0 may give either).
+bool equal_floats(const TensorView& a, const Tensor& b) {
+  return a.shape == b.shape() && std::equal(a.as<float>(), a.as<float>() + b.numel(), b.data<float>());
+}
+
+TEST_CASE("keep_inputs: an input staged once serves many runs, and no kernel writes over it", "[session]") {
+  auto m = inplace_net();
+  const int64_t n = 1000;
+  Tensor x = Tensor::zeros(DType::kF32, {1, n}), want = Tensor::zeros(DType::kF32, {1, n});
+  for (int64_t i = 0; i < n; ++i) {
+    x.data<float>()[i] = static_cast<float>((i * 37) % 101) - 50.0f;
+    want.data<float>()[i] = std::max(x.data<float>()[i], 0.0f);
+  }
+  for (bool reference : {false, true}) {
+    SessionOptions o;
+    o.reference_only = reference;
+    // Without keep_inputs the slot is written over (so it must be refilled before each run).
+    {
+      auto s = Session::create(m, o);
+      REQUIRE(s.ok());
+      REQUIRE((*s)->reshape({{1, n}}).ok());
+      auto slot = (*s)->input_buffer("x");
+      REQUIRE(slot.ok());
+      std::memcpy(slot->data, x.raw(), x.nbytes());
+      REQUIRE((*s)->run().ok());
+      CHECK(equal_floats(*(*s)->output("y"), want));
+      CHECK(std::memcmp(slot->data, x.raw(), x.nbytes()) != 0);  // in place: the input is gone
+      CHECK_THAT((*s)->run().message(), Catch::Contains("input 'x' was not set"));
+    }
+    o.keep_inputs = true;
+    auto s = Session::create(m, o);
+    REQUIRE(s.ok());
+    REQUIRE((*s)->reshape({{1, n}}).ok());
+    auto slot = (*s)->input_buffer("x");
+    REQUIRE(slot.ok());
+    std::memcpy(slot->data, x.raw(), x.nbytes());
+    for (int r = 0; r < 3; ++r) {
+      INFO("run " << r << (reference ? ", reference kernels" : ""));
+      REQUIRE((*s)->run().ok());
+      CHECK(equal_floats(*(*s)->output("y"), want));
+      CHECK(std::memcmp(slot->data, x.raw(), x.nbytes()) == 0);
+    }
+    // set_input() still replaces it, for that run only.
+    Tensor x2 = Tensor::zeros(DType::kF32, {1, n});
+    REQUIRE((*s)->set_input("x", x2.view()).ok());
+    REQUIRE((*s)->run().ok());
+    CHECK(std::all_of((*s)->output("y")->as<float>(), (*s)->output("y")->as<float>() + n, [](float v) { return v == 0.0f; }));
+    CHECK_THAT((*s)->run().message(), Catch::Contains("input 'x' was not set"));
+  }
+}
+
 TEST_CASE("inputs written into the arena through input_buffer() run as set_input() ones", "[session]") {
   auto m = small_net();
   for (bool reference : {false, true}) {

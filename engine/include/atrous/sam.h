@@ -71,6 +71,10 @@ struct SamEmbedding {
   // entry point existed, or for an embedding put together by hand: decode() runs the
   // whole decoder.
   std::vector<std::pair<std::string, Tensor>> prepared;
+  // Names this `prepared` set for the decode sessions: one that staged it in its arena
+  // already (SessionOptions::keep_inputs) runs without copying it again. Set by
+  // encode() and embedding_from(); 0 (a set made by hand) is copied on every decode.
+  uint64_t prepared_id = 0;
 };
 
 struct SamMasks {

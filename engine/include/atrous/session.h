@@ -44,6 +44,11 @@ struct SessionOptions {
   // compare against a reference layer by layer. They stay in plain layout and are
   // not fused away (fusion is skipped for nodes producing them).
   std::vector<std::string> expose;
+  // Inputs keep their arena slots for the whole run and no kernel writes over them, so
+  // an input filled through input_buffer() stays valid after run(): fill it once, run
+  // any number of times (SamPredictor stages an image's prepared tensors once per
+  // decode session). Costs arena: the inputs' slots are not reused by intermediates.
+  bool keep_inputs = false;
 };
 
 namespace internal { class SessionImpl; }
@@ -64,7 +69,8 @@ class Session {
   // reshape() or run()), for the caller to fill before run() instead of set_input().
   // run() then reads it in place: no second copy of a large input stays resident
   // (SAM's 12 MiB image: the slot is reused by later intermediates). The slot is
-  // overwritten during run(), so fill it again before every run. A later
+  // overwritten during run(), so fill it again before every run, unless the session
+  // has SessionOptions::keep_inputs: then it stays filled for later runs. A later
   // set_input() for this input, or a reshape() to other shapes, discards it; a
   // run() that must re-plan for another input's new shape refuses to run with it.
   Result<TensorView> input_buffer(const std::string& name);

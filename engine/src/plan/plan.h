@@ -31,6 +31,7 @@ struct PlanOptions {
   bool fuse = true;
   uint64_t max_memory = 0;  // 0 = default budget
   std::vector<std::string> expose;  // intermediate values kept as extra outputs
+  bool keep_inputs = false;          // inputs keep their slots for the whole run, never written
 };
 
 constexpr uint64_t kDefaultMemoryBudget = 16ull << 30;

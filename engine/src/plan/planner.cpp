@@ -393,6 +393,10 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
       first[static_cast<size_t>(o)] = 0;
       last[static_cast<size_t>(o)] = std::max(nsteps - 1, 0);
     }
+  // keep_inputs: inputs too (and below, no kernel writes in place over one), so data
+  // staged in their slots survives a run for the next.
+  if (opts.keep_inputs)
+    for (int i : plan->inputs) last[static_cast<size_t>(i)] = std::max(nsteps - 1, 0);
 
   // Buffer sharing: views and in-place writes.
   UnionFind uf(nv);
@@ -420,6 +424,7 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
     int v = st.inputs[static_cast<size_t>(k)];
     const PlanValue &pv = plan->values[static_cast<size_t>(v)], &po = plan->values[static_cast<size_t>(out)];
     if (!pv.in_arena || is_graph_output[static_cast<size_t>(v)] || uf.find(out) != out) continue;
+    if (opts.keep_inputs && is_graph_input[static_cast<size_t>(uf.find(v))]) continue;  // an input, or a view of one
     if (group_last[static_cast<size_t>(uf.find(v))] > s) continue;  // still read later
     if (pv.desc.bytes != po.desc.bytes || !onednn::same_layout(pv.desc.layout, po.desc.layout)) continue;
     // The same buffer must not also feed another input of this step.

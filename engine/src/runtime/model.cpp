@@ -78,7 +78,7 @@ Result<const void*> ModelImpl::constant_data(const ir::Graph& g, int value) cons
 
 Result<std::shared_ptr<const Plan>> ModelImpl::plan(int graph, const std::vector<Shape>& shapes,
                                                     const PlanOptions& opts) const {
-  PlanKey key{graph, shapes, opts.threads, opts.reference_only, opts.fuse, opts.allowed_kernels, opts.excluded_kernels, opts.max_memory, opts.expose};
+  PlanKey key{graph, shapes, opts.threads, opts.reference_only, opts.fuse, opts.allowed_kernels, opts.excluded_kernels, opts.max_memory, opts.expose, opts.keep_inputs};
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = plans_.begin(); it != plans_.end(); ++it) {

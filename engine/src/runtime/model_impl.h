@@ -43,9 +43,11 @@ class ModelImpl {
     std::vector<std::string> allowed, excluded;
     uint64_t max_memory;
     std::vector<std::string> expose;
+    bool keep_inputs;
     bool operator==(const PlanKey& o) const {
       return graph == o.graph && shapes == o.shapes && threads == o.threads && reference_only == o.reference_only &&
-             fuse == o.fuse && allowed == o.allowed && excluded == o.excluded && max_memory == o.max_memory && expose == o.expose;
+             fuse == o.fuse && allowed == o.allowed && excluded == o.excluded && max_memory == o.max_memory && expose == o.expose &&
+             keep_inputs == o.keep_inputs;
     }
   };
   mutable std::mutex mu_;

@@ -68,6 +68,7 @@ class SessionImpl {
     po.fuse = opts.fuse;
     po.max_memory = opts.max_memory;
     po.expose = opts.expose;
+    po.keep_inputs = opts.keep_inputs;
     omp_set_num_threads(threads);
     ATROUS_ASSIGN_OR_RETURN(std::shared_ptr<const Plan> p, mi->plan(graph, shapes, po));
     unbind();  // before allocating the new binding
@@ -143,8 +144,10 @@ class SessionImpl {
       if (opts.profile)
         times[s] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
-    // Inputs are borrowed only until run() returns.
+    // Inputs are borrowed only until run() returns; with keep_inputs, those staged
+    // through input_buffer() stay in place for the next run.
     for (size_t i = 0; i < inputs.size(); ++i) {
+      if (opts.keep_inputs && input_staged[i]) continue;
       inputs[i].data = nullptr;
       input_set[i] = input_staged[i] = false;
     }

@@ -9,6 +9,7 @@
 #include "atrous/sam.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -115,37 +116,76 @@ struct SamPredictor::Impl {
   mutable std::unique_ptr<Session> preparer;
 
   // Idle decode sessions by key (prompt length, times 2, plus 1 for decode_prepared);
-  // each keeps its plan and arena.
+  // each keeps its plan and arena. A decode_prepared session keeps its inputs
+  // (keep_inputs) and remembers which prepared set it holds, so decodes against one
+  // image copy the 12 MiB of prepared tensors into a session once, not per prompt.
+  struct Pooled {
+    std::unique_ptr<Session> session;
+    uint64_t staged = 0;  // SamEmbedding::prepared_id of the prepared inputs in its arena (0: none)
+  };
   static constexpr size_t kMaxIdlePerLength = 4, kMaxLengths = 6;
   mutable std::mutex decode_mu;
-  mutable std::map<int64_t, std::vector<std::unique_ptr<Session>>> idle;
+  mutable std::map<int64_t, std::vector<Pooled>> idle;
   mutable std::vector<int64_t> recent;  // the keys of `idle`, most recent last
   Tensor zero_mask, zero_flag, one_flag;
+  mutable std::atomic<uint64_t> next_prepared_id{0};
 
   SessionOptions session_options(const std::string& entry) const {
     SessionOptions so;
     so.entry = entry;
     so.threads = options.threads;
     so.reference_only = options.reference_only;
+    so.keep_inputs = entry == "decode_prepared";
     return so;
   }
 
-  Result<std::unique_ptr<Session>> take(int64_t n) const {
+  Result<Pooled> take(int64_t n) const {
     {
       std::lock_guard<std::mutex> lock(decode_mu);
       auto it = idle.find(n);
       if (it != idle.end() && !it->second.empty()) {
-        std::unique_ptr<Session> s = std::move(it->second.back());
+        Pooled s = std::move(it->second.back());
         it->second.pop_back();
         return s;
       }
     }
-    return Session::create(model, session_options(n % 2 ? "decode_prepared" : "decode"));
+    Pooled p;
+    ATROUS_ASSIGN_OR_RETURN(p.session, Session::create(model, session_options(n % 2 ? "decode_prepared" : "decode")));
+    return p;
+  }
+
+  // A decode_prepared session's inputs for this embedding and a prompt of n points:
+  // the prepared tensors staged in its arena unless it holds them already.
+  Status stage_prepared(Pooled* p, const SamEmbedding& emb, int64_t n) const {
+    Session& s = *p->session;
+    if (p->staged != 0 && p->staged == emb.prepared_id) return Status::Ok();
+    p->staged = 0;
+    std::vector<Shape> shapes;
+    for (const TensorInfo& t : s.entry().inputs) {
+      const Tensor* found = nullptr;
+      for (const auto& [name, tensor] : emb.prepared)
+        if (name == t.name) found = &tensor;
+      if (found) shapes.push_back(found->shape());
+      else if (t.name == "point_coords") shapes.push_back({1, n, 2});
+      else if (t.name == "point_labels") shapes.push_back({1, n});
+      else return invalid_argument("the embedding's prepared tensors have no '" + t.name + "' (decode_prepared's input)");
+    }
+    ATROUS_RETURN_IF_ERROR(s.reshape(shapes));
+    for (const auto& [name, tensor] : emb.prepared) {
+      ATROUS_ASSIGN_OR_RETURN(TensorView slot, s.input_buffer(name));
+      if (slot.dtype != tensor.dtype() || slot.shape != tensor.shape())
+        return invalid_argument("prepared tensor '" + name + "' is " + dtype_name(tensor.dtype()) + " " + shape_string(tensor.shape()) +
+                                ", decode_prepared takes " + dtype_name(slot.dtype) + " " + shape_string(slot.shape));
+      std::memcpy(slot.data, tensor.raw(), tensor.nbytes());
+    }
+    p->staged = emb.prepared_id;
+    return Status::Ok();
   }
 
   // The prepared tensors of an embedding (none without prepare_image).
   Status prepare(SamEmbedding* e) const {
     e->prepared.clear();
+    e->prepared_id = 0;
     if (!has_prepared) return Status::Ok();
     std::lock_guard<std::mutex> lock(prepare_mu);
     if (!preparer) {
@@ -157,12 +197,13 @@ struct SamPredictor::Impl {
       ATROUS_ASSIGN_OR_RETURN(TensorView out, preparer->output(name));
       e->prepared.emplace_back(name, Tensor::copy_of(out));
     }
+    e->prepared_id = ++next_prepared_id;
     // Its arena (the outputs and a transpose, 20 MiB for ViT-B) waits for the next image.
     preparer->release_memory();
     return Status::Ok();
   }
 
-  void give_back(int64_t n, std::unique_ptr<Session> s) const {
+  void give_back(int64_t n, Pooled s) const {
     std::lock_guard<std::mutex> lock(decode_mu);
     auto& pool = idle[n];
     if (pool.size() < kMaxIdlePerLength) pool.push_back(std::move(s));
@@ -296,9 +337,10 @@ Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& 
   // Without a mask, from the prepared tensors when the embedding has them.
   const bool from_prepared = !has_mask && im.has_prepared && !emb.prepared.empty();
   const int64_t n = coords.shape()[1], key = 2 * n + (from_prepared ? 1 : 0);
-  ATROUS_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, im.take(key));
+  ATROUS_ASSIGN_OR_RETURN(Impl::Pooled pooled, im.take(key));
+  Session* s = pooled.session.get();
   if (from_prepared) {
-    for (const auto& [name, t] : emb.prepared) ATROUS_RETURN_IF_ERROR(s->set_input(name, t.view()));
+    ATROUS_RETURN_IF_ERROR(im.stage_prepared(&pooled, emb, n));
   } else {
     ATROUS_RETURN_IF_ERROR(s->set_input("image_embeddings", emb.embedding.view()));
     ATROUS_RETURN_IF_ERROR(s->set_input("mask_input", mask_view));
@@ -321,7 +363,7 @@ Result<SamMasks> SamPredictor::decode(const SamEmbedding& emb, const SamPrompt& 
     std::copy_n(low.as<float>() + (first + i) * m * m, m * m, r.low_res_logits.data<float>() + i * m * m);
     r.scores.push_back(iou.as<float>()[first + i]);
   }
-  im.give_back(key, std::move(s));  // outputs copied: the session may serve another call
+  im.give_back(key, std::move(pooled));  // outputs copied: the session may serve another call
   const size_t px = static_cast<size_t>(r.width) * r.height;
   r.masks.resize(px * static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) {
