@@ -15,14 +15,16 @@ same PyTorch implementation the tests compare against):
      sgemm preloaded as BLAS (tests/sam/torch_sgemm_shim.cpp; what a PyTorch linked
      to MKL/OpenBLAS does), each in its own process;
   3. one prompt decode (a foreground point; the padding point makes 2 prompt tokens):
-     `atrous bench --entry decode_prepared` on prepare_image's outputs (the decode
-     SamPredictor runs for a prompt without a mask input: the prompt-independent part,
-     timed once as `--entry prepare_image`, is computed once per image) and `--entry
-     decode` (the whole decoder, any prompt), against PyTorch's prompt_encoder +
-     mask_decoder;
+     `atrous bench --entry decode_prepared --keep-inputs` on prepare_image's outputs
+     (the decode SamPredictor runs for a prompt without a mask input: the
+     prompt-independent part, timed once as `--entry prepare_image`, is computed once
+     per image and staged in the decode session once) and `--entry decode` (the whole
+     decoder, any prompt), against PyTorch's prompt_encoder + mask_decoder;
   4. peak RSS (/usr/bin/time) of `atrous run --entry encode_image` next to the plan's
      weight bytes and memory lower bound (`atrous inspect --json`);
-  5. the library loop: first and steady-state SamPredictor decode through `atrous segment`.
+  5. the library loop: first and steady-state SamPredictor decode through `atrous segment`,
+     and SamPredictor::decode in steady state (build/bin/sam_decode_bench, masks
+     postprocessed to 640x480).
 The machine is shared: run it when `uptime` shows a low load, and read the medians.
 """
 import argparse
@@ -143,7 +145,7 @@ def main():
     # Interleaved so that both see the same machine load.
     a_enc = atrous_bench(args, model, "encode_image", args.encode_runs)
     t_fast = torch_times(args, pth, args.torch_encode_runs, args.torch_decode_runs, shim if os.path.exists(shim) else None)
-    a_dec = atrous_bench(args, model, "decode_prepared", args.decode_runs, prep_inputs)
+    a_dec = atrous_bench(args, model, "decode_prepared", args.decode_runs, prep_inputs + ["--keep-inputs"])
     a_whole = atrous_bench(args, model, "decode", args.decode_runs, dec_inputs)
     a_prep = atrous_bench(args, model, "prepare_image", 10, ["--input", "image_embeddings=" + w("emb.npy")])
     t_stock = torch_times(args, pth, args.torch_stock_encode_runs, args.torch_decode_runs, None)
@@ -198,6 +200,10 @@ def main():
     r1, r2 = json.load(open(w("r1.json"))), json.load(open(w("r2.json")))
     print(f"\natrous segment (640x480 image): encode {r1['seconds']['encode']:.2f} s, first decode incl. planning and "
           f"postprocessing {r1['seconds']['decode'] * 1e3:.1f} ms; with --embedding: decode {r2['seconds']['decode'] * 1e3:.1f} ms")
+    dec_bench = os.path.join(os.path.dirname(os.path.abspath(args.atrous)), "sam_decode_bench")
+    if os.path.exists(dec_bench):
+        print("\nSamPredictor::decode, steady state (sam_decode_bench):")
+        print(run([dec_bench, model, w("emb.npy"), "--threads", str(args.threads)]).rstrip())
     print(f"uptime: {open('/proc/loadavg').read().split()[:3]} (load averages)")
 
 
