@@ -50,6 +50,15 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
+// The model a builder describes, loaded from its bytes as a file's would be.
+std::shared_ptr<const Model> built(const ModelBuilder& mb) {
+  auto bytes = mb.to_bytes();
+  REQUIRE(bytes.ok());
+  auto m = Model::from_memory(bytes->data(), bytes->size());
+  REQUIRE(m.ok());
+  return *m;
+}
+
 // A small fully convolutional net: conv-relu, conv + skip, depthwise, conv.
 std::shared_ptr<const Model> small_net() {
   ModelBuilder mb("small", "session_test");
@@ -70,11 +79,7 @@ std::shared_ptr<const Model> small_net() {
   fb::Conv2dT c1;
   int y = g.node("head", c1, {d, g.constant_f32("head.w", {5, 16, 1, 1}, randn(80, 6, 0.3f)), g.constant_f32("head.b", {5}, randn(5, 7))});
   g.output(y, "scores");
-  auto bytes = mb.to_bytes();
-  REQUIRE(bytes.ok());
-  auto m = Model::from_memory(bytes->data(), bytes->size());
-  REQUIRE(m.ok());
-  return *m;
+  return built(mb);
 }
 
 Tensor run_once(const std::shared_ptr<const Model>& m, const Tensor& in, int threads) {
@@ -213,11 +218,7 @@ std::shared_ptr<const Model> two_input_net() {
   fb::BinaryT add;
   add.kind = fb::BinaryKind::Add;
   g.output(g.node("add", add, {a, b}), "sum");
-  auto bytes = mb.to_bytes();
-  REQUIRE(bytes.ok());
-  auto m = Model::from_memory(bytes->data(), bytes->size());
-  REQUIRE(m.ok());
-  return *m;
+  return built(mb);
 }
 
 bool same_values(const TensorView& a, const TensorView& b) {
@@ -235,11 +236,7 @@ std::shared_ptr<const Model> inplace_net() {
   fb::UnaryT relu;
   relu.kind = fb::ActKind::Relu;
   g.output(g.node("relu", relu, {g.node("view", r, {x})}), "y");
-  auto bytes = mb.to_bytes();
-  REQUIRE(bytes.ok());
-  auto m = Model::from_memory(bytes->data(), bytes->size());
-  REQUIRE(m.ok());
-  return *m;
+  return built(mb);
 }
 
 // Equal as floats (0 == −0: relu of −0 may give either).
@@ -255,41 +252,43 @@ TEST_CASE("keep_inputs: an input staged once serves many runs, and no kernel wri
     x.data<float>()[i] = static_cast<float>((i * 37) % 101) - 50.0f;
     want.data<float>()[i] = std::max(x.data<float>()[i], 0.0f);
   }
-  for (bool reference : {false, true}) {
-    SessionOptions o;
-    o.reference_only = reference;
-    // Without keep_inputs the slot is written over (so it must be refilled before each run).
-    {
-      auto s = Session::create(m, o);
-      REQUIRE(s.ok());
-      REQUIRE((*s)->reshape({{1, n}}).ok());
-      auto slot = (*s)->input_buffer("x");
-      REQUIRE(slot.ok());
-      std::memcpy(slot->data, x.raw(), x.nbytes());
-      REQUIRE((*s)->run().ok());
-      CHECK(equal_floats(*(*s)->output("y"), want));
-      CHECK(std::memcmp(slot->data, x.raw(), x.nbytes()) != 0);  // in place: the input is gone
-      CHECK_THAT((*s)->run().message(), Catch::Contains("input 'x' was not set"));
-    }
-    o.keep_inputs = true;
+  // A session of these options with x staged in its arena, and the slot.
+  auto staged = [&](const SessionOptions& o, TensorView* slot) {
     auto s = Session::create(m, o);
     REQUIRE(s.ok());
     REQUIRE((*s)->reshape({{1, n}}).ok());
-    auto slot = (*s)->input_buffer("x");
-    REQUIRE(slot.ok());
-    std::memcpy(slot->data, x.raw(), x.nbytes());
+    auto v = (*s)->input_buffer("x");
+    REQUIRE(v.ok());
+    std::memcpy(v->data, x.raw(), x.nbytes());
+    *slot = *v;
+    return std::move(s).value();
+  };
+  for (bool reference : {false, true}) {
+    SessionOptions o;
+    o.reference_only = reference;
+    TensorView slot;
+    // Without keep_inputs the slot is written over (so it must be refilled before each run).
+    {
+      auto s = staged(o, &slot);
+      REQUIRE(s->run().ok());
+      CHECK(equal_floats(*s->output("y"), want));
+      CHECK(std::memcmp(slot.data, x.raw(), x.nbytes()) != 0);  // in place: the input is gone
+      CHECK_THAT(s->run().message(), Catch::Contains("input 'x' was not set"));
+    }
+    o.keep_inputs = true;
+    auto s = staged(o, &slot);
     for (int r = 0; r < 3; ++r) {
       INFO("run " << r << (reference ? ", reference kernels" : ""));
-      REQUIRE((*s)->run().ok());
-      CHECK(equal_floats(*(*s)->output("y"), want));
-      CHECK(std::memcmp(slot->data, x.raw(), x.nbytes()) == 0);
+      REQUIRE(s->run().ok());
+      CHECK(equal_floats(*s->output("y"), want));
+      CHECK(std::memcmp(slot.data, x.raw(), x.nbytes()) == 0);
     }
     // set_input() still replaces it, for that run only.
     Tensor x2 = Tensor::zeros(DType::kF32, {1, n});
-    REQUIRE((*s)->set_input("x", x2.view()).ok());
-    REQUIRE((*s)->run().ok());
-    CHECK(std::all_of((*s)->output("y")->as<float>(), (*s)->output("y")->as<float>() + n, [](float v) { return v == 0.0f; }));
-    CHECK_THAT((*s)->run().message(), Catch::Contains("input 'x' was not set"));
+    REQUIRE(s->set_input("x", x2.view()).ok());
+    REQUIRE(s->run().ok());
+    CHECK(std::all_of(s->output("y")->as<float>(), s->output("y")->as<float>() + n, [](float v) { return v == 0.0f; }));
+    CHECK_THAT(s->run().message(), Catch::Contains("input 'x' was not set"));
   }
 }
 
