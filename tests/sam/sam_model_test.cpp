@@ -219,6 +219,29 @@ TEST_CASE("SAM refuses bad prompts with clear errors", "[sam][model][errors]") {
   mask.mask_input = Tensor::zeros(DType::kF32, {1, 1, 3, 3});
   fails(mask, "mask_input");
   CHECK(!(*sam)->embedding_from(Tensor::zeros(DType::kF32, {1, 2, 3, 4}), W, H).ok());
+  // Prepared tensors put together by hand: a wrong shape, a missing one, an unknown one.
+  REQUIRE(emb->prepared.size() == 4);
+  SamPrompt one;
+  one.points = {{1, 1, 1}};
+  auto refused = [&](SamEmbedding e, const std::string& text) {
+    e.prepared_id = 0;
+    auto m = (*sam)->decode(e, one);
+    INFO(m.status().to_string());
+    CHECK(!m.ok());
+    CHECK(m.status().message().find(text) != std::string::npos);
+  };
+  SamEmbedding bad = *emb;
+  bad.prepared[2].second = Tensor::zeros(DType::kF32, {1, 2, 3});
+  refused(bad, "input 'keys0' has shape [1, 2, 3]");
+  bad = *emb;
+  bad.prepared[0].second = Tensor::zeros(DType::kI32, bad.prepared[0].second.shape());
+  refused(bad, "prepared tensor 'image_tokens' is i32");
+  bad = *emb;
+  bad.prepared.pop_back();
+  refused(bad, "no 'values0'");
+  bad = *emb;
+  bad.prepared.emplace_back("extra", Tensor::zeros(DType::kF32, {1}));
+  refused(bad, "no input 'extra'");
   // The same embedding rebuilt from the .npy decodes like the encoder's.
   SamPrompt ok;
   ok.points = {{W / 2.0f, H / 2.0f, 1}};
