@@ -182,6 +182,36 @@ TEST_CASE("SAM decodes concurrently against one embedding", "[sam][model][thread
   for (const std::string& e : errors) CHECK(e.empty());
 }
 
+TEST_CASE("SAM embeddings decode alike through any predictor of the model", "[sam][model]") {
+  // Each decode session caches the prepared set it staged by SamEmbedding::prepared_id,
+  // so ids must not collide between predictors: B decodes its own embedding, then A's,
+  // and must give what A gives.
+  Loaded l = load();
+  auto a = SamPredictor::create(l.model), b = SamPredictor::create(l.model);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const int W = l.image.width, H = l.image.height;
+  Tensor raw = npy(l.dir + "/embedding.npy"), other = Tensor::copy_of(raw.view());
+  for (int64_t i = 0; i < other.numel(); ++i) other.data<float>()[i] *= -0.5f;
+  auto ea = (*a)->embedding_from(raw, W, H);
+  auto eb = (*b)->embedding_from(other, W, H);
+  REQUIRE(ea.ok());
+  REQUIRE(eb.ok());
+  CHECK(ea->prepared_id != 0);
+  CHECK(ea->prepared_id != eb->prepared_id);
+  SamPrompt p;
+  p.points = {{W / 3.0f, H / 2.0f, 1}};
+  auto want = (*a)->decode(*ea, p);
+  auto own = (*b)->decode(*eb, p);
+  auto got = (*b)->decode(*ea, p);
+  REQUIRE(want.ok());
+  REQUIRE(own.ok());
+  REQUIRE(got.ok());
+  CHECK(got->scores == want->scores);
+  CHECK(got->masks == want->masks);
+  CHECK(own->scores != want->scores);
+}
+
 TEST_CASE("SAM refuses bad prompts with clear errors", "[sam][model][errors]") {
   Loaded l = load();
   auto sam = SamPredictor::create(l.model);

@@ -73,7 +73,9 @@ struct SamEmbedding {
   std::vector<std::pair<std::string, Tensor>> prepared;
   // Names this `prepared` set for the decode sessions: one that staged it in its arena
   // already (SessionOptions::keep_inputs) runs without copying it again. Set by
-  // encode() and embedding_from(); 0 (a set made by hand) is copied on every decode.
+  // encode() and embedding_from(), unique in the process (an embedding may be decoded
+  // by another predictor of the model); 0 (a set made by hand) is copied on every
+  // decode. Change `prepared` only together with it.
   uint64_t prepared_id = 0;
 };
 

@@ -100,6 +100,13 @@ Tensor SamMasks::low_res(int i) const {
 }
 
 // ---- predictor ---------------------------------------------------------------------------
+namespace {
+// prepare_image's outputs, decode_prepared's inputs besides the prompt.
+constexpr const char* kPreparedNames[] = {"image_tokens", "image_tokens_pe", "keys0", "values0"};
+// SamEmbedding::prepared_id of the next prepared set, unique in the process.
+std::atomic<uint64_t> next_prepared_id{0};
+}  // namespace
+
 struct SamPredictor::Impl {
   std::shared_ptr<const Model> model;
   SamOptions options;
@@ -128,7 +135,6 @@ struct SamPredictor::Impl {
   mutable std::map<int64_t, std::vector<Pooled>> idle;
   mutable std::vector<int64_t> recent;  // the keys of `idle`, most recent last
   Tensor zero_mask, zero_flag, one_flag;
-  mutable std::atomic<uint64_t> next_prepared_id{0};
 
   SessionOptions session_options(const std::string& entry) const {
     SessionOptions so;
@@ -193,11 +199,11 @@ struct SamPredictor::Impl {
     }
     ATROUS_RETURN_IF_ERROR(preparer->set_input("image_embeddings", e->embedding.view()));
     ATROUS_RETURN_IF_ERROR(preparer->run());
-    for (const char* name : {"image_tokens", "image_tokens_pe", "keys0", "values0"}) {
+    for (const char* name : kPreparedNames) {
       ATROUS_ASSIGN_OR_RETURN(TensorView out, preparer->output(name));
       e->prepared.emplace_back(name, Tensor::copy_of(out));
     }
-    e->prepared_id = ++next_prepared_id;
+    e->prepared_id = ++next_prepared_id;  // process-wide: an embedding may meet another predictor
     // Its arena (the outputs and a transpose, 20 MiB for ViT-B) waits for the next image.
     preparer->release_memory();
     return Status::Ok();
@@ -256,7 +262,7 @@ Result<std::unique_ptr<SamPredictor>> SamPredictor::create(std::shared_ptr<const
   if (prep && decp) {
     bool fits = input_shape(*prep, "image_embeddings") == emb && !input_shape(*decp, "point_coords").empty() &&
                 !input_shape(*decp, "point_labels").empty();
-    for (const char* name : {"image_tokens", "image_tokens_pe", "keys0", "values0"}) {
+    for (const char* name : kPreparedNames) {
       bool out = false;
       for (const TensorInfo& t : prep->outputs) out = out || t.name == name;
       fits = fits && out && !input_shape(*decp, name).empty();
