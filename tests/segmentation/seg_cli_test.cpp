@@ -227,3 +227,20 @@ TEST_CASE("label PNGs: palette indices are read as written, whatever the palette
     for (int64_t i = 0; i < want->numel(); ++i) REQUIRE(m->labels[static_cast<size_t>(i)] == want->data<int32_t>()[i]);
   }
 }
+
+TEST_CASE("atrous bench and inspect: --shape must name an input of the entry point", "[segmentation][cli]") {
+  // A misspelt name used to be ignored, and the default shape was measured instead.
+  for (const char* cmd : {"bench", "inspect"}) {
+    std::vector<std::string> args = {cmd, tiny_model(), "--shape", "input=1,3,40,56"};
+    if (std::string(cmd) == "bench") args.insert(args.end(), {"--runs", "1", "--warmup", "0"});
+    auto r = run_cli(args);
+    INFO(cmd << ": " << r.out << r.err);
+    CHECK(r.code != 0);
+    CHECK(r.err.find("--shape input=1,3,40,56: entry point 'main' has no input named 'input' (its inputs: image)") != std::string::npos);
+    args[3] = "image=1,3,40,56";
+    r = run_cli(args);
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("40") != std::string::npos);
+  }
+}

@@ -69,6 +69,17 @@ std::string format_seconds(double s) {
 
 Result<std::vector<Shape>> default_input_shapes(const EntryPointInfo& e, const std::vector<std::string>& overrides) {
   std::vector<Shape> shapes;
+  for (const auto& o : overrides) {  // a misspelt name must not leave the default shape in place silently
+    const std::string name = split_assignment(o).first;
+    bool known = name.empty() && e.inputs.size() == 1;
+    std::string names;
+    for (const TensorInfo& in : e.inputs) {
+      known = known || in.name == name;
+      names += (names.empty() ? "" : ", ") + in.name;
+    }
+    if (!known)
+      return invalid_argument("--shape " + o + ": entry point '" + e.name + "' has no input named '" + name + "' (its inputs: " + names + ")");
+  }
   for (const TensorInfo& in : e.inputs) {
     Shape s = in.shape;
     bool given = false;
