@@ -224,6 +224,9 @@ deconv_case("deconv_asym_pad", 1, 9, 5, 6, 11, (3, 4), stride=(2, 3), pad=(1, 0,
 deconv_case("deconv_1x1_nobias", 1, 33, 3, 4, 40, 1, bias=False)
 for act in ["Relu", "Gelu", "Silu", "LeakyRelu"]:
     deconv_case("deconv_act_" + act.lower(), 1, 6, 4, 5, 10, 3, stride=(2, 2), pad=(1, 1, 1, 1), out_pad=(1, 1), act=act)
+    # kernel = stride, no padding: the GEMM kernel too, whose activation pass is bias_activate_row's
+    # (vectorised GELU, SiLU, ReLU; rows of 4 x 9 x 5 = 180 floats: full vectors and a masked tail)
+    deconv_case("deconv_k2s2_act_" + act.lower(), 1, 8, 9, 5, 12, 2, stride=(2, 2), act=act)
 deconv_case("deconv_after_conv", 1, 24, 6, 7, 20, 2, stride=(2, 2), before=True)
 deconv_case("deconv_between_convs", 1, 20, 5, 5, 24, 3, stride=(2, 2), pad=(1, 1, 1, 1), out_pad=(1, 1), before=True,
             after=True)

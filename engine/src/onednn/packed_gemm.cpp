@@ -22,7 +22,7 @@ PackedGemm::PackedGemm() : impl_(std::make_unique<Impl>()) {}
 PackedGemm::~PackedGemm() = default;
 
 std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                               bool has_bias, int slots, const PackedGemm* share) {
+                                               bool has_bias, int slots, const PackedGemm* share, fb::ActKind act) {
   if (!w_constant || M < 1 || K < 1 || N < 1) return nullptr;
   std::unique_ptr<PackedGemm> g(new PackedGemm());
   Impl& p = *g->impl_;
@@ -35,6 +35,14 @@ std::unique_ptr<PackedGemm> PackedGemm::create(KernelContext& ctx, int64_t M, in
         p.b = has_bias ? memory::desc({N}, memory::data_type::f32, memory::format_tag::x) : memory::desc();
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (act != fb::ActKind::None) {
+          dnnl::algorithm alg;
+          float alpha, beta;
+          if (!eltwise_for(act, 0.0f, &alg, &alpha, &beta)) throw std::runtime_error("no eltwise post-op for the activation");
+          dnnl::post_ops po;
+          po.append_eltwise(1.0f, alg, alpha, beta);
+          attr.set_post_ops(po);
+        }
         dnnl::inner_product_forward::primitive_desc pd(
             dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference, p.src, w_any, p.b, p.dst), attr,
             cpu_engine());

@@ -1,4 +1,4 @@
-// y[M×N] = x[M×K] · Wᵀ (+ bias) for custom kernels whose weight W [N×K] is a
+// y[M×N] = act(x[M×K] · Wᵀ (+ bias)) for custom kernels whose weight W [N×K] is a
 // constant of the model. W is packed once, at plan time, into the layout oneDNN's
 // inner product prefers (the path linear_onednn takes), so each call runs oneDNN's
 // JIT kernel on ready weights; sgemm() re-packs both operands on every call and
@@ -23,8 +23,11 @@ class PackedGemm {
   // the packed weights are shared).
   // share: a PackedGemm made from the same w_constant for another M; its packed
   // weights are reused when oneDNN wants the same layout for this M (else packed anew).
+  // act: an activation applied to y in oneDNN's epilogue (an eltwise post-op), e.g. Silu;
+  // null when oneDNN has no post-op for it.
   static std::unique_ptr<PackedGemm> create(KernelContext& ctx, int64_t M, int64_t K, int64_t N, const void* w_constant,
-                                            bool has_bias, int slots = 1, const PackedGemm* share = nullptr);
+                                            bool has_bias, int slots = 1, const PackedGemm* share = nullptr,
+                                            fb::ActKind act = fb::ActKind::None);
   ~PackedGemm();
   PackedGemm(const PackedGemm&) = delete;
   PackedGemm& operator=(const PackedGemm&) = delete;

@@ -43,6 +43,15 @@ inline void relu(float* x, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
+// SiLU from e = exp(−x): x / (1 + e). e = inf (x < −88) gives −0, as x·sigmoid(x) rounds to.
+inline void negate(const float* x, float* e, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) e[i] = -x[i];
+}
+inline void silu_tail(float* x, const float* e, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + e[i]);
+}
 inline void half_square(const float* x, float* e, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) e[i] = -0.5f * x[i] * x[i];
@@ -95,6 +104,8 @@ __attribute__((target("avx512f"))) void gelu_avx512(float* x, int64_t n) {
 __attribute__((target("avx2,fma"))) void gelu_tail_avx2(float* x, const float* e, int64_t n) { gelu_tail(x, e, n); }
 ATROUS_ISA_VARIANTS(add_bias, (float* x, const float* b, float s, int64_t n), (x, b, s, n))
 ATROUS_ISA_VARIANTS(relu, (float* x, int64_t n), (x, n))
+ATROUS_ISA_VARIANTS(negate, (const float* x, float* e, int64_t n), (x, e, n))
+ATROUS_ISA_VARIANTS(silu_tail, (float* x, const float* e, int64_t n), (x, e, n))
 __attribute__((target("avx2,fma"))) void half_square_avx2(const float* x, float* e, int64_t n) { half_square(x, e, n); }
 #undef ATROUS_ISA_VARIANTS
 
@@ -126,6 +137,15 @@ void bias_activate_row(float* x, int64_t n, const float* bias, float shift, fb::
       attn::exp_add(scratch, scratch, n, 0.0f);
       if (v == 1) gelu_tail_avx2(x, scratch, n);
       else gelu_tail(x, scratch, n);
+      return;
+    case fb::ActKind::Silu:
+      if (v == 2) negate_avx512(x, scratch, n);
+      else if (v == 1) negate_avx2(x, scratch, n);
+      else negate(x, scratch, n);
+      attn::exp_add(scratch, scratch, n, 0.0f);
+      if (v == 2) silu_tail_avx512(x, scratch, n);
+      else if (v == 1) silu_tail_avx2(x, scratch, n);
+      else silu_tail(x, scratch, n);
       return;
     default:
       for (int64_t i = 0; i < n; ++i) x[i] = activate(x[i], act, alpha);

@@ -15,8 +15,11 @@
 // [buckets, 1] times rel_pos_scale. y = to_out(out ⊙ gate) (+ x when add_residual).
 // Rotary embeddings (FLASHTransformer passes them in) and key padding masks are not modelled.
 //
-// Kernels: gau_gemm (sgemm for projections and attention; threads over batch × query
-// tiles or groups) and gau_ref (plain loops).
+// Kernels: gau_gemm and gau_ref (plain loops). gau_gemm runs the three projections with
+// their weights packed at plan time (PackedGemm; sgemm when oneDNN declines) and SiLU in
+// oneDNN's epilogue (else with the vector exp), the per-head scale/offset, the attention
+// products as sgemm (threads over batch × query tiles or groups), and the gating by u in
+// the pass that completes each tile's or group's rows.
 #include <omp.h>
 
 #include <algorithm>
@@ -25,6 +28,8 @@
 #include <cstring>
 
 #include "onednn/gemm.h"
+#include "onednn/packed_gemm.h"
+#include "ops/activation_rows.h"
 #include "ops/attention_common.h"
 #include "ops/op_registry.h"
 
@@ -107,6 +112,11 @@ int64_t t5_bucket(int64_t n, bool causal, int64_t buckets, int64_t max_distance)
 
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
+// gau_gemm's packed projections, bound to one session's buffers.
+struct GauBound : KernelState {
+  std::unique_ptr<PackedGemm::Bound> hidden, qk, out;
+};
+
 class GauKernel : public Kernel {
  public:
   static constexpr int64_t kTileQ = 64;
@@ -139,32 +149,69 @@ class GauKernel : public Kernel {
     att_scr_ = ctx.scratch(f * rows * e_);
     if (g_ > 0) kv_scr_ = ctx.scratch(f * B_ * groups() * s_ * e_);
     t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+    if (!ref_) {
+      row_scr_ = ctx.scratch(f * threads_ * std::max(2 * e_, s_));
+      auto pack = [&](int64_t k, int64_t n, int w, int bias, fb::ActKind act) {
+        return PackedGemm::create(ctx, rows, k, n, ctx.constant[static_cast<size_t>(w)], attn::present(ctx, bias), 1, nullptr, act);
+      };
+      hidden_ = pack(dim_, 2 * e_, kHiddenW, kHiddenB, fb::ActKind::Silu);  // SiLU in oneDNN's epilogue
+      qk_ = pack(dim_, s_, kQkW, kQkB, fb::ActKind::Silu);
+      out_ = pack(e_, dim_, kOutW, kOutB, fb::ActKind::None);
+    }
   }
 
-  Status run(const RunBuffers& b, KernelState*) const override {
+  Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const override {
+    if (ref_) return std::unique_ptr<KernelState>();
     auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
     auto in = [&](int i) { return attn::input_or_null(b, i); };
+    auto st = std::make_unique<GauBound>();
+    if (hidden_) {
+      ATROUS_ASSIGN_OR_RETURN(st->hidden, hidden_->bind(scr(xn_scr_), in(kHiddenB), scr(hid_scr_), b));
+    }
+    if (qk_) {
+      ATROUS_ASSIGN_OR_RETURN(st->qk, qk_->bind(scr(xn_scr_), in(kQkB), scr(z_scr_), b));
+    }
+    if (out_) {
+      ATROUS_ASSIGN_OR_RETURN(st->out, out_->bind(scr(att_scr_), in(kOutB), static_cast<float*>(b.out[0]), b));
+    }
+    return std::unique_ptr<KernelState>(std::move(st));
+  }
+
+  Status run(const RunBuffers& b, KernelState* state) const override {
+    auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
+    auto in = [&](int i) { return attn::input_or_null(b, i); };
+    const auto* bound = static_cast<const GauBound*>(state);
     const float* x = in(kX);
     float *xn = scr(xn_scr_), *hid = scr(hid_scr_), *z = scr(z_scr_), *att = scr(att_scr_);
     const int64_t rows = B_ * L_;
     normalize(x, in(kNormW), in(kNormB), xn);
     if (a_.shift_tokens) shift(xn);
-    ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kHiddenW), in(kHiddenB), 2 * e_, hid));
-    ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kQkW), in(kQkB), s_, z));
+    ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kHiddenW), in(kHiddenB), 2 * e_, hid, bound ? bound->hidden.get() : nullptr));
+    ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kQkW), in(kQkB), s_, z, bound ? bound->qk.get() : nullptr));
     const float *gamma = in(kGamma), *beta = in(kBeta);
+    float* rows_e = ref_ ? nullptr : scr(row_scr_);
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < 2 * e_; ++c) hid[r * 2 * e_ + c] = silu(hid[r * 2 * e_ + c]);
-      for (int64_t c = 0; c < s_; ++c) z[r * s_ + c] = silu(z[r * s_ + c]);
-      for (int64_t h = 0; h < heads_; ++h)
-        for (int64_t c = 0; c < s_; ++c) head(z, h)[r * s_ + c] = z[r * s_ + c] * gamma[h * s_ + c] + beta[h * s_ + c];
+      float* hr = hid + r * 2 * e_;
+      float* zr = z + r * s_;
+      if (ref_) {
+        for (int64_t c = 0; c < 2 * e_; ++c) hr[c] = silu(hr[c]);
+        for (int64_t c = 0; c < s_; ++c) zr[c] = silu(zr[c]);
+      } else {  // SiLU here only where the packed projection did not apply it
+        float* e = rows_e + static_cast<int64_t>(omp_get_thread_num()) * std::max(2 * e_, s_);
+        if (!hidden_) bias_activate_row(hr, 2 * e_, nullptr, 0.0f, fb::ActKind::Silu, 0.0f, e);
+        if (!qk_) bias_activate_row(zr, s_, nullptr, 0.0f, fb::ActKind::Silu, 0.0f, e);
+      }
+      for (int64_t h = 0; h < heads_; ++h) {
+        float* zh = head(z, h) + r * s_;
+        const float *gh = gamma + h * s_, *bh = beta + h * s_;
+#pragma omp simd
+        for (int64_t c = 0; c < s_; ++c) zh[c] = zr[c] * gh[c] + bh[c];
+      }
     }
     ATROUS_RETURN_IF_ERROR(g_ > 0 ? flash(z, hid, scr(kv_scr_), att, scr(t_scr_)) : gau(z, hid, att, scr(t_scr_)));
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < e_; ++c) att[r * e_ + c] *= hid[r * 2 * e_ + e_ + c];
     float* y = static_cast<float*>(b.out[0]);
-    ATROUS_RETURN_IF_ERROR(linear(att, rows, e_, in(kOutW), in(kOutB), dim_, y));
+    ATROUS_RETURN_IF_ERROR(linear(att, rows, e_, in(kOutW), in(kOutB), dim_, y, bound ? bound->out.get() : nullptr));
     if (a_.add_residual)
       for (int64_t i = 0; i < rows * dim_; ++i) y[i] += x[i];
     return Status::Ok();
@@ -197,12 +244,24 @@ class GauKernel : public Kernel {
       }
     return Status::Ok();
   }
-  Status linear(const float* src, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* dst) const {
+  // dst = src · wᵀ + bias: the packed call bound in bind() when there is one.
+  Status linear(const float* src, int64_t rows, int64_t k, const float* w, const float* bias, int64_t n, float* dst,
+                const PackedGemm::Bound* packed) const {
     if (ref_) {
       attn::project_ref(src, rows, k, k, w, bias, n, dst, n);
       return Status::Ok();
     }
+    if (packed) return packed->run();
     return attn::project(src, rows, k, k, w, bias, n, dst, n);
+  }
+  // att rows [row0, row0 + n) are complete: gate them by u (the second half of hid).
+  void gate(float* att, const float* hid, int64_t row0, int64_t n) const {
+    for (int64_t r = row0; r < row0 + n; ++r) {
+      float* a = att + r * e_;
+      const float* u = hid + r * 2 * e_ + e_;
+#pragma omp simd
+      for (int64_t c = 0; c < e_; ++c) a[c] *= u[c];
+    }
   }
 
   void normalize(const float* x, const float* w, const float* bias, float* xn) const {
@@ -219,11 +278,18 @@ class GauKernel : public Kernel {
         for (int64_t c = 0; c < dim_; ++c) yr[c] = xr[c] / nrm * w[0];
       } else {
         float mean = 0.0f, var = 0.0f;
+#pragma omp simd reduction(+ : mean)
         for (int64_t c = 0; c < dim_; ++c) mean += xr[c];
         mean /= static_cast<float>(dim_);
+#pragma omp simd reduction(+ : var)
         for (int64_t c = 0; c < dim_; ++c) var += (xr[c] - mean) * (xr[c] - mean);
         const float inv = 1.0f / std::sqrt(var / static_cast<float>(dim_) + a_.norm_eps);
-        for (int64_t c = 0; c < dim_; ++c) yr[c] = (xr[c] - mean) * inv * (w ? w[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+        if (w && bias) {
+#pragma omp simd
+          for (int64_t c = 0; c < dim_; ++c) yr[c] = (xr[c] - mean) * inv * w[c] + bias[c];
+        } else {
+          for (int64_t c = 0; c < dim_; ++c) yr[c] = (xr[c] - mean) * inv * (w ? w[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+        }
       }
     }
   }
@@ -265,6 +331,7 @@ class GauKernel : public Kernel {
         }
       if (!mm(false, false, nq, e_, nk, 1.0f, S, L_, hid + bi * L_ * 2 * e_, 2 * e_, 0.0f, att + (bi * L_ + i0) * e_, e_).ok())
         failed = true;
+      gate(att, hid, bi * L_ + i0, nq);
     }
     return failed ? internal_error("sgemm failed in GAU") : Status::Ok();
   }
@@ -312,6 +379,7 @@ class GauKernel : public Kernel {
     for (int64_t t = 0; t < B_ * G; ++t) {
       const int64_t bi = t / G, r0 = (t % G) * g_, c = std::min(g_, L_ - r0), row0 = bi * L_ + r0;
       if (!mm(false, false, c, e_, s_, 1.0f, head(z, 1) + row0 * s_, s_, kvs + t * se, e_, 1.0f, att + row0 * e_, e_).ok()) failed = true;
+      gate(att, hid, row0, c);
     }
     return failed ? internal_error("sgemm failed in FLASH") : Status::Ok();
   }
@@ -322,7 +390,8 @@ class GauKernel : public Kernel {
   int threads_ = 1;
   bool has_relpos_ = false;
   float* relpos_ = nullptr;  // plan-owned, [2·window − 1], index i − j + window − 1
-  int xn_scr_ = -1, hid_scr_ = -1, z_scr_ = -1, att_scr_ = -1, kv_scr_ = -1, t_scr_ = -1;
+  int xn_scr_ = -1, hid_scr_ = -1, z_scr_ = -1, att_scr_ = -1, kv_scr_ = -1, t_scr_ = -1, row_scr_ = -1;
+  std::unique_ptr<PackedGemm> hidden_, qk_, out_;  // gau_gemm; null: sgemm on each call
 };
 
 Result<std::unique_ptr<Kernel>> create(KernelContext& ctx, bool ref) {
