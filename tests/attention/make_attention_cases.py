@@ -662,5 +662,9 @@ mla_case("litemla_7x1_head8", 1, 16, 7, 1, 8, scales=())
 mla_case("litemla_8x8_head16_scales35", 2, 32, 8, 8, 16, scales=(3, 5), cout=24, proj_bias=True)
 mla_case("litemla_32x32_head32", 1, 64, 32, 32, 32)
 mla_case("litemla_17x241_head16", 1, 32, 17, 241, 16)
+# depthwise kernels wider than the map (7 on 5 x 3), and 3 + 7 on 9 x 70 columns (a 64-column
+# tile and a tail of 6, in lite_mla_gemm's AVX-512 depthwise)
+mla_case("litemla_5x3_scale7", 1, 16, 5, 3, 8, scales=(7,))
+mla_case("litemla_9x70_scales37", 1, 32, 9, 70, 16, scales=(3, 7), proj_bias=True)
 
 W.finish()

@@ -12,7 +12,10 @@
 // 3 proj bias [Co]?; per scale s: 4 + 2s dw weight [3T, 1, k, k], 5 + 2s pw weight [3T, dim, 1, 1].
 //
 // Kernels: lite_mla_gemm (sgemm for the 1×1 convs and the attention products; threads
-// over batch × groups) and lite_mla_ref (plain loops).
+// over batch × groups; the depthwise k×k per channel from a zero-padded copy, output
+// tiles of 64 columns in registers, AVX-512 where the CPU has it) and lite_mla_ref
+// (plain loops).
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -24,8 +27,63 @@
 #include "ops/attention_common.h"
 #include "ops/op_registry.h"
 
+// GCC 12's avx512fintrin.h builds masked intrinsics on _mm512_undefined_ps(), which
+// -Wmaybe-uninitialized reports at every use (a false positive of the header).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace atrous {
 namespace {
+
+// dst [H, W] = depthwise k×k of one channel, from `pad` [H + k − 1, ldp] (the channel with
+// k/2 zeros around it; ldp ≥ W + k − 1). Scalar form, any CPU.
+void depthwise_padded(const float* pad, int64_t ldp, const float* w, int64_t k, int64_t H, int64_t W, float* dst) {
+  for (int64_t y = 0; y < H; ++y) {
+    float* d = dst + y * W;
+    std::fill(d, d + W, 0.0f);
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const float wt = w[i * k + j];
+        const float* s = pad + (y + i) * ldp + j;
+        for (int64_t x = 0; x < W; ++x) d[x] += wt * s[x];
+      }
+  }
+}
+
+// The same with AVX-512: a tile of four 16-column vectors per output row, the taps of
+// even and odd kernel rows in separate accumulators (8 FMA chains). Masked loads never
+// read past column W + k − 2 of a padded row.
+__attribute__((target("avx512f"))) void depthwise_padded_avx512(const float* pad, int64_t ldp, const float* w, int64_t k,
+                                                                int64_t H, int64_t W, float* dst) {
+  auto mask = [&](int64_t x) -> __mmask16 {
+    const int64_t left = W - x;
+    return left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << left) - 1);
+  };
+  for (int64_t y = 0; y < H; ++y) {
+    for (int64_t x0 = 0; x0 < W; x0 += 64) {
+      const __mmask16 m0 = mask(x0), m1 = mask(x0 + 16), m2 = mask(x0 + 32), m3 = mask(x0 + 48);
+      __m512 a[2][4];
+      for (auto& r : a)
+        for (auto& v : r) v = _mm512_setzero_ps();
+      for (int64_t i = 0; i < k; ++i) {
+        __m512* acc = a[i & 1];
+        const float* row = pad + (y + i) * ldp + x0;
+        for (int64_t j = 0; j < k; ++j) {
+          const __m512 wt = _mm512_set1_ps(w[i * k + j]);
+          acc[0] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m0, row + j), acc[0]);
+          acc[1] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m1, row + j + 16), acc[1]);
+          acc[2] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m2, row + j + 32), acc[2]);
+          acc[3] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m3, row + j + 48), acc[3]);
+        }
+      }
+      float* d = dst + y * W + x0;
+      _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(a[0][0], a[1][0]));
+      _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(a[0][1], a[1][1]));
+      _mm512_mask_storeu_ps(d + 32, m2, _mm512_add_ps(a[0][2], a[1][2]));
+      _mm512_mask_storeu_ps(d + 48, m3, _mm512_add_ps(a[0][3], a[1][3]));
+    }
+  }
+}
 
 enum LiteMlaInput { kX = 0, kQkvW, kProjW, kProjB, kFirstScale };
 constexpr int kMaxScales = 4;
@@ -96,6 +154,7 @@ class LiteMlaKernel : public Kernel {
     dw_scr_ = ctx.scratch(f * t3_ * n_);
     out_scr_ = ctx.scratch(f * B_ * groups_ * d_ * n_);
     t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+    if (!ref_ && S_ > 0) pad_scr_ = ctx.scratch(f * threads_ * (H_ + kmax() - 1) * (W_ + kmax() - 1));
   }
 
   Status run(const RunBuffers& b, KernelState*) const override {
@@ -107,7 +166,9 @@ class LiteMlaKernel : public Kernel {
       float* mb = multi + bi * per_batch;
       ATROUS_RETURN_IF_ERROR(mm(false, false, t3_, n_, C_, in(kQkvW), C_, in(kX) + bi * C_ * n_, n_, 0.0f, mb, n_));
       for (int64_t s = 0; s < S_; ++s) {
-        depthwise(mb, in(kFirstScale + 2 * static_cast<int>(s)), a_.scales[static_cast<size_t>(s)], dw);
+        const int64_t k = a_.scales[static_cast<size_t>(s)];
+        if (ref_) depthwise(mb, in(kFirstScale + 2 * static_cast<int>(s)), k, dw);
+        else depthwise_fast(mb, in(kFirstScale + 2 * static_cast<int>(s)), k, dw, scr(pad_scr_));
         const float* pw = in(kFirstScale + 2 * static_cast<int>(s) + 1);  // [3T, dim]: group r maps dw rows r·dim.. to the same rows
         float* agg = mb + (s + 1) * t3_ * n_;
         // One parallel region for all groups (each GEMM on its thread): a region per
@@ -187,6 +248,30 @@ class LiteMlaKernel : public Kernel {
     }
   }
 
+  // depthwise() for lite_mla_gemm: each channel copied into a zero-padded per-thread
+  // buffer, then depthwise_padded (AVX-512 when available).
+  void depthwise_fast(const float* src, const float* w, int64_t k, float* dst, float* pads) const {
+    const int64_t p = k / 2, ldp = W_ + k - 1, rows = H_ + k - 1;
+    const int64_t per_thread = (H_ + kmax() - 1) * (W_ + kmax() - 1);
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+#pragma omp parallel num_threads(threads_)
+    {
+      float* pad = pads + static_cast<int64_t>(omp_get_thread_num()) * per_thread;
+      std::fill(pad, pad + rows * ldp, 0.0f);  // the borders stay zero; the interior is rewritten per channel
+#pragma omp for schedule(static)
+      for (int64_t c = 0; c < t3_; ++c) {
+        for (int64_t y = 0; y < H_; ++y) std::memcpy(pad + (y + p) * ldp + p, src + c * n_ + y * W_, static_cast<size_t>(W_) * sizeof(float));
+        if (avx512) depthwise_padded_avx512(pad, ldp, w + c * k * k, k, H_, W_, dst + c * n_);
+        else depthwise_padded(pad, ldp, w + c * k * k, k, H_, W_, dst + c * n_);
+      }
+    }
+  }
+  int64_t kmax() const {
+    int64_t m = 1;
+    for (int k : a_.scales) m = std::max<int64_t>(m, k);
+    return m;
+  }
+
   // One group: grp = [q | k | v] rows of n tokens (relu'd in place); out [dim, n].
   Status attend(float* grp, float* out, float* scratch) const {
     const int64_t d = d_, n = n_;
@@ -227,7 +312,7 @@ class LiteMlaKernel : public Kernel {
   fb::LiteMLAT a_;
   int64_t B_ = 1, C_ = 1, H_ = 1, W_ = 1, n_ = 1, d_ = 1, t3_ = 3, S_ = 0, groups_ = 1, co_ = 1;
   int threads_ = 1;
-  int multi_scr_ = -1, dw_scr_ = -1, out_scr_ = -1, t_scr_ = -1;
+  int multi_scr_ = -1, dw_scr_ = -1, out_scr_ = -1, t_scr_ = -1, pad_scr_ = -1;
 };
 
 Result<std::unique_ptr<Kernel>> create_gemm(KernelContext& ctx) { return std::unique_ptr<Kernel>(new LiteMlaKernel(ctx, false)); }
