@@ -117,39 +117,59 @@ class PerformerKernel : public ProjectedHeadsKernel {
     return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
   }
 
-  // φ of n rows x (row stride s_.inner) into out [n, m].
+  // φ of n rows x (row stride s_.inner) into out [n, m], in blocks of kFeatureRows rows:
+  // each block's dd = (c·x) Wᵀ is still in cache when its rows are finished (queries and
+  // PerToken keys: max, exp, ratio and eps at once) or scanned for the max (PerHead keys:
+  // one more pass finishes them after the last block).
+  static constexpr int64_t kFeatureRows = 256;
   Status features(const float* x, int64_t n, const float* w, bool is_query, float* out) const {
     const int64_t D = s_.d, F = nf_, ld = s_.inner;
     const float c = std::pow(static_cast<float>(D), -0.25f);
-    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
-    if (ref_) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t f = 0; f < F; ++f) {
-          float acc = 0.0f;
-          for (int64_t e = 0; e < D; ++e) acc += c * x[i * ld + e] * w[f * D + e];
-          out[i * F + f] = acc;
-        }
-    } else {
-      ATROUS_RETURN_IF_ERROR(sgemm(false, true, n, F, D, c, x, ld, w, D, 0.0f, out, F));
-    }
-    float head_max = -std::numeric_limits<float>::infinity();
     const bool per_row = is_query || per_token_;
-    if (!per_row)
-      for (int64_t i = 0; i < n; ++i) head_max = std::max(head_max, ref_ ? plain_max(out + i * F, F) : row_max(out + i * F, F));
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = out + i * F;
-      float sq = 0.0f;
-      for (int64_t e = 0; e < D; ++e) sq += x[i * ld + e] * x[i * ld + e];
-      const float diag = sq / 2.0f * c * c;
-      const float mx = per_row ? (ref_ ? plain_max(row, F) : row_max(row, F)) : head_max;
-      if (ref_)
-        for (int64_t f = 0; f < F; ++f) row[f] = ratio * (std::exp(row[f] - diag - mx) + kernel_eps_);
-      else {
-        exp_add(row, row, F, -diag - mx);
-        for (int64_t f = 0; f < F; ++f) row[f] = ratio * (row[f] + kernel_eps_);
+    float head_max = -std::numeric_limits<float>::infinity();
+    for (int64_t i0 = 0; i0 < n; i0 += kFeatureRows) {
+      const int64_t nb = std::min(kFeatureRows, n - i0);
+      float* blk = out + i0 * F;
+      if (ref_) {
+        for (int64_t i = i0; i < i0 + nb; ++i)
+          for (int64_t f = 0; f < F; ++f) {
+            float acc = 0.0f;
+            for (int64_t e = 0; e < D; ++e) acc += c * x[i * ld + e] * w[f * D + e];
+            out[i * F + f] = acc;
+          }
+      } else {
+        ATROUS_RETURN_IF_ERROR(sgemm(false, true, nb, F, D, c, x + i0 * ld, ld, w, D, 0.0f, blk, F));
+      }
+      for (int64_t i = i0; i < i0 + nb; ++i) {
+        const float mx = ref_ ? plain_max(out + i * F, F) : row_max(out + i * F, F);
+        if (per_row) finish_row(x + i * ld, out + i * F, mx, c);
+        else head_max = std::max(head_max, mx);
       }
     }
+    if (!per_row)
+      for (int64_t i = 0; i < n; ++i) finish_row(x + i * ld, out + i * F, head_max, c);
     return Status::Ok();
+  }
+  // row = ratio · (exp(dd − |x|² c² / 2 − mx) + kernel_eps).
+  void finish_row(const float* x, float* row, float mx, float c) const {
+    const int64_t D = s_.d, F = nf_;
+    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
+    float sq = 0.0f;
+    if (ref_) {
+      for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
+    } else {
+#pragma omp simd reduction(+ : sq)
+      for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
+    }
+    const float diag = sq / 2.0f * c * c;
+    if (ref_) {
+      for (int64_t f = 0; f < F; ++f) row[f] = ratio * (std::exp(row[f] - diag - mx) + kernel_eps_);
+      return;
+    }
+    exp_add(row, row, F, -diag - mx);
+    const float eps = kernel_eps_;
+#pragma omp simd
+    for (int64_t f = 0; f < F; ++f) row[f] = ratio * (row[f] + eps);
   }
   static float plain_max(const float* x, int64_t n) {
     float m = -std::numeric_limits<float>::infinity();
