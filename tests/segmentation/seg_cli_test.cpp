@@ -228,7 +228,7 @@ TEST_CASE("label PNGs: palette indices are read as written, whatever the palette
   }
 }
 
-TEST_CASE("atrous bench and inspect: --shape must name an input of the entry point", "[segmentation][cli]") {
+TEST_CASE("atrous bench and inspect: --shape must name an input; huge shapes and thread counts are errors", "[segmentation][cli]") {
   // A misspelt name used to be ignored, and the default shape was measured instead.
   for (const char* cmd : {"bench", "inspect"}) {
     std::vector<std::string> args = {cmd, tiny_model(), "--shape", "input=1,3,40,56"};
@@ -242,5 +242,17 @@ TEST_CASE("atrous bench and inspect: --shape must name an input of the entry poi
     INFO(r.out << r.err);
     CHECK(r.code == 0);
     CHECK(r.out.find("40") != std::string::npos);
+  }
+  // Shapes beyond the memory budget and impossible thread counts: errors, not crashes
+  // (both used to end in a segmentation fault).
+  auto r = run_cli({"bench", tiny_model(), "--shape", "image=1,3,100000,100000", "--runs", "1"});
+  INFO(r.out << r.err);
+  CHECK(r.code == 1);
+  CHECK(r.err.find("over the memory budget") != std::string::npos);
+  for (const char* cmd : {"bench", "inspect", "run"}) {
+    r = run_cli({cmd, tiny_model(), "--threads", "100000"});
+    INFO(r.out << r.err);
+    CHECK(r.code == 2);
+    CHECK(r.err.find("--threads: Value 100000 not in range 0 to 1024") != std::string::npos);
   }
 }

@@ -195,6 +195,15 @@ TEST_CASE("bad inputs get clear errors", "[session]") {
   CHECK((*s)->run().ok());  // 3x3 convs with padding 1 work on a 1x1 image
   auto bad = Session::create(m, SessionOptions{"decode"});
   CHECK_THAT(bad.status().message(), Catch::Contains("entry point 'decode' is not in the model (it has: main)"));
+  // Thread counts OpenMP cannot start are refused (100000 used to take the process down).
+  for (int t : {-1, atrous::kMaxThreads + 1, 100000}) {
+    SessionOptions o;
+    o.threads = t;
+    CHECK_THAT(Session::create(m, o).status().message(),
+               Catch::Contains("threads must be in 0..1024 (0 = every core), got " + std::to_string(t)));
+  }
+  // Shapes whose activations exceed the memory budget are refused before anything is allocated.
+  CHECK_THAT((*s)->reshape({{1, 3, 100000, 100000}}).message(), Catch::Contains("over the memory budget"));
 }
 
 TEST_CASE("arena stays within 5% of the lower bound", "[session][memory]") {

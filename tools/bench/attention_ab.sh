@@ -14,14 +14,4 @@ for round in 1 2 3 4 5 6 7; do
     build/bin/attention_bench --n "$n" --variants linear,transnormer --no-torch --parts-n 0 --reps 5 $causal "${kernels[@]}" |
       awk -v k="$k" '/^(linear|transnormer) / {print k, $1, $4, $5}'
   done
-done | /usr/bin/python3 -c '
-import collections, statistics, sys
-runs = collections.defaultdict(list)
-for line in sys.stdin:
-    kernel, variant, ms, gflops = line.split()
-    runs[(variant, kernel)].append((float(ms), float(gflops)))
-for (variant, kernel), r in sorted(runs.items()):
-    ms = [a for a, _ in r]
-    print(f"{variant:12s} {kernel:8s} median {statistics.median(ms):7.1f} ms "
-          f"{statistics.median(b for _, b in r):6.1f} GFLOP/s   runs: " + " ".join(f"{m:.1f}" for m in ms))
-'
+done | /usr/bin/python3 tools/bench/ab_medians.py

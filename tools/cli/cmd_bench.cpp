@@ -33,8 +33,9 @@ double percentile(std::vector<double> v, double q) {
   return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
 }
 
-Tensor random_tensor(DType dt, const Shape& shape, uint32_t seed) {
+Result<Tensor> random_tensor(const std::string& name, DType dt, const Shape& shape, uint32_t seed) {
   Tensor t = Tensor::zeros(dt, shape);
+  if (!t.raw()) return out_of_memory("cannot allocate input '" + name + "' " + shape_string(shape) + " (" + std::to_string(t.nbytes()) + " bytes)");
   std::mt19937 rng(seed);
   std::normal_distribution<float> d;
   if (dt == DType::kF32)
@@ -58,7 +59,7 @@ int run(const Options& o) {
   auto shapes = default_input_shapes(e, o.shapes);
   if (!shapes.ok()) return fail(shapes.status());
   std::vector<Tensor> held(e.inputs.size());
-  for (size_t i = 0; i < e.inputs.size(); ++i) held[i] = random_tensor(e.inputs[i].dtype, (*shapes)[i], static_cast<uint32_t>(i + 1));
+  std::vector<bool> given(e.inputs.size(), false);
   for (const auto& spec : o.inputs) {
     auto [name, file] = split_assignment(spec);
     size_t idx = e.inputs.size();
@@ -68,6 +69,17 @@ int run(const Options& o) {
     auto t = load_npy(file);
     if (!t.ok()) return fail(t.status());
     held[idx] = std::move(t).value();
+    given[idx] = true;
+    (*shapes)[idx] = held[idx].shape();
+  }
+  // Plan first: the planner's memory budget refuses shapes too large for this machine with
+  // a clear error before any input is allocated.
+  if (Status st = (*s)->reshape(*shapes); !st.ok()) return fail(st);
+  for (size_t i = 0; i < e.inputs.size(); ++i) {
+    if (given[i]) continue;
+    auto t = random_tensor(e.inputs[i].name, e.inputs[i].dtype, (*shapes)[i], static_cast<uint32_t>(i + 1));
+    if (!t.ok()) return fail(t.status());
+    held[i] = std::move(t).value();
   }
   bool staged = false;
   auto set_all = [&]() -> Status {
@@ -153,13 +165,13 @@ Runner setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
   app.description("Measure latency and per-node time");
   app.add_option("model", o->model, "model file (.atrous)")->required();
-  app.add_option("--runs", o->runs, "timed runs")->check(CLI::PositiveNumber);
-  app.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--runs", o->runs, "timed runs")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::Range(0, 1 << 20));
+  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::Range(0, atrous::kMaxThreads));
   app.add_option("--shape", o->shapes, "input shape NAME=1,3,512,512");
   app.add_option("--input", o->inputs, "input data NAME=FILE.npy instead of random values");
   app.add_option("--entry", o->entry, "entry point");
-  app.add_option("--top", o->top, "rows of the per-node table");
+  app.add_option("--top", o->top, "rows of the per-node table")->check(CLI::Range(0, 1 << 20));
   app.add_flag("--json", o->json, "JSON output");
   app.add_flag("--reference", o->reference, "reference kernels only");
   app.add_flag("--keep-inputs", o->keep_inputs, "stage the inputs in the arena once instead of copying them in on every run");

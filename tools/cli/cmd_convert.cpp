@@ -108,7 +108,7 @@ Runner setup(CLI::App& app) {
   app.add_option("--tolerance", o->tolerance,
                  "--check passes when max abs error <= tolerance x max |reference| (default 1e-4; f16 1e-2; bf16 5e-2)");
   app.add_option("--entry", o->entry, "entry point for --check (default: the first)");
-  app.add_option("--threads", o->threads, "threads for --check (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o->threads, "threads for --check (0 = all cores)")->check(CLI::Range(0, atrous::kMaxThreads));
   app.add_flag("--reference", o->reference, "--check with reference kernels only");
   app.add_flag("--list-archs", o->list, "list the recipes and their config keys");
   return [o] { return run(*o); };

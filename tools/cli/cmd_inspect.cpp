@@ -180,7 +180,7 @@ Runner setup(CLI::App& app) {
   app.add_flag("--reference", o->reference, "plan with reference kernels only");
   app.add_option("--entry", o->entry, "only this entry point");
   app.add_option("--shape", o->shapes, "input shape for planning, NAME=1,3,512,512 (default: model/preprocess sizes, 512 for free dims)");
-  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::Range(0, atrous::kMaxThreads));
   return [o] { return run(*o); };
 }
 

@@ -236,7 +236,7 @@ Runner setup(CLI::App& app) {
   app.add_option("--input", o->inputs, "raw input NAME=FILE.npy (FILE.npy alone for a single-input model)");
   app.add_option("--output-dir", o->output_dir, "folder for outputs (.npy per output, or masks in folder mode)");
   app.add_option("--entry", o->entry, "entry point (default: the first)");
-  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::Range(0, atrous::kMaxThreads));
   app.add_option("--max-memory", o->max_memory, "refuse plans needing more memory than this (e.g. 2G)");
   app.add_flag("--reference", o->reference, "use reference kernels only");
   app.callback([o, &app] {

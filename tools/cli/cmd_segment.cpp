@@ -214,7 +214,7 @@ Runner setup(CLI::App& app) {
   app.add_option("--json", o->json_out, "JSON with each mask's score, area and bounding box");
   app.add_option("--save-embedding", o->save_embedding, "save the image embedding as FILE.npy (+ FILE.npy.json)");
   app.add_option("--embedding", o->embedding, "reuse an embedding saved with --save-embedding (skips the encoder)");
-  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o->threads, "threads (0 = all cores)")->check(CLI::Range(0, atrous::kMaxThreads));
   app.add_flag("--reference", o->reference, "use reference kernels only");
   return [o] { return run(*o); };
 }

@@ -25,9 +25,13 @@
 
 namespace atrous {
 
+// More threads than this is an error (OpenMP cannot start 100000 threads and would take the
+// process down with it).
+inline constexpr int kMaxThreads = 1024;
+
 struct SessionOptions {
   std::string entry;            // entry point name; "" = the first
-  int threads = 0;              // 0 = every core; honoured by oneDNN and reference kernels alike
+  int threads = 0;              // 0 = every core, at most kMaxThreads; honoured by oneDNN and reference kernels alike
   bool reference_only = false;  // force the reference kernel of every op
   // When not empty: only these kernels may be chosen (e.g. {"conv2d_onednn"}); an op
   // with none of them allowed falls back to its reference kernel.

@@ -96,6 +96,7 @@ Status fold_batchnorm(ir::Graph& g, const internal::ModelImpl& model, int conv_i
   std::string base = conv.name.empty() ? bn.name : conv.name;
   int wi = ir::add_owned_constant(g, base + ".weight#bn_folded", DType::kF32, wshape, &nw);
   int bi = ir::add_owned_constant(g, base + ".bias#bn_folded", DType::kF32, {out_ch}, &nb);
+  if (!nw || !nb) return out_of_memory("node '" + bn.name + "': no memory to fold the BatchNorm into '" + conv.name + "'");
   const float* src = static_cast<const float*>(wdata);
   auto* dw = static_cast<float*>(nw);
   auto* db = static_cast<float*>(nb);

@@ -167,7 +167,9 @@ Result<std::unique_ptr<Session>> Session::create(std::shared_ptr<const Model> mo
     for (const auto& e : model->info().entries) names += (names.empty() ? "" : ", ") + e.name;
     return not_found("entry point '" + options.entry + "' is not in the model (it has: " + names + ")");
   }
-  if (options.threads < 0) return invalid_argument("threads must be >= 0 (0 = every core)");
+  if (options.threads < 0 || options.threads > kMaxThreads)
+    return invalid_argument("threads must be in 0.." + std::to_string(kMaxThreads) + " (0 = every core), got " +
+                            std::to_string(options.threads));
   for (const auto* list : {&options.allowed_kernels, &options.excluded_kernels})
     for (const std::string& name : *list) {
       bool known = false;
