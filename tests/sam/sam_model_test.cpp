@@ -265,7 +265,9 @@ TEST_CASE("SAM refuses bad prompts with clear errors", "[sam][model][errors]") {
   refused(bad, "input 'keys0' has shape [1, 2, 3]");
   bad = *emb;
   bad.prepared[0].second = Tensor::zeros(DType::kI32, bad.prepared[0].second.shape());
-  refused(bad, "prepared tensor 'image_tokens' is i32");
+  const std::string tokens = shape_string(bad.prepared[0].second.shape());
+  refused(bad, "the embedding's prepared tensors do not fit decode_prepared: input 'image_tokens' is i32 " + tokens +
+                   ", the plan takes f32 " + tokens);
   bad = *emb;
   bad.prepared.pop_back();
   refused(bad, "no 'values0'");

@@ -351,7 +351,23 @@ TEST_CASE("inputs written into the arena through input_buffer() run as set_input
     REQUIRE((*s)->input_buffer("image").ok());
     REQUIRE((*s)->reshape({{1, 3, 8, 8}}).ok());
     CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+
+    // stage_input(): the copy with the checks. A refused tensor stages nothing.
+    REQUIRE((*s)->reshape({{1, 3, 37, 29}}).ok());
+    CHECK_THAT((*s)->stage_input("image", image(29, 37, 1).view()).message(),
+               Catch::Contains("input 'image' is f32 [1, 3, 29, 37], the plan takes f32 [1, 3, 37, 29]"));
+    Tensor i32 = Tensor::zeros(DType::kI32, {1, 3, 37, 29});
+    CHECK_THAT((*s)->stage_input("image", i32.view()).message(),
+               Catch::Contains("input 'image' is i32 [1, 3, 37, 29], the plan takes f32 [1, 3, 37, 29]"));
+    CHECK_THAT((*s)->stage_input("img", x.view()).message(), Catch::Contains("has no input 'img' (inputs: image)"));
+    CHECK_THAT((*s)->run().message(), Catch::Contains("input 'image' was not set"));
+    REQUIRE((*s)->stage_input("image", y.view()).ok());
+    REQUIRE((*s)->run().ok());
+    CHECK(same_values(*(*s)->output("scores"), want_y.view()));
   }
+  auto fresh = Session::create(m, SessionOptions{});
+  REQUIRE(fresh.ok());
+  CHECK_THAT((*fresh)->stage_input("image", image(8, 8, 1).view()).message(), Catch::Contains("no plan yet: call reshape()"));
 }
 
 TEST_CASE("a staged input is refused when another input's new shape needs a new plan", "[session]") {

@@ -88,13 +88,7 @@ int run(const Options& o) {
       std::vector<Shape> in_shapes;
       for (const Tensor& t : held) in_shapes.push_back(t.shape());
       ATROUS_RETURN_IF_ERROR((*s)->reshape(in_shapes));
-      for (size_t i = 0; i < e.inputs.size(); ++i) {
-        ATROUS_ASSIGN_OR_RETURN(TensorView slot, (*s)->input_buffer(e.inputs[i].name));
-        if (slot.dtype != held[i].dtype() || slot.nbytes() != held[i].nbytes())
-          return invalid_argument("input '" + e.inputs[i].name + "' is " + dtype_name(held[i].dtype()) + " " + shape_string(held[i].shape()) +
-                                  ", the model takes " + dtype_name(slot.dtype) + " " + shape_string(slot.shape));
-        std::memcpy(slot.data, held[i].raw(), held[i].nbytes());
-      }
+      for (size_t i = 0; i < e.inputs.size(); ++i) ATROUS_RETURN_IF_ERROR((*s)->stage_input(e.inputs[i].name, held[i].view()));
       staged = true;
       return Status::Ok();
     }

@@ -78,6 +78,9 @@ class Session {
   // set_input() for this input, or a reshape() to other shapes, discards it; a
   // run() that must re-plan for another input's new shape refuses to run with it.
   Result<TensorView> input_buffer(const std::string& name);
+  // input_buffer() plus the copy: checks that `data` has the dtype and shape the current
+  // plan takes for input `name` (an error names both), then copies it into the slot.
+  Status stage_input(const std::string& name, const TensorView& data);
   // Frees the arena and the kernels' bindings, for a Session that will sit idle (SAM's
   // predictor releases its encoder's 82 MiB between images). Outputs and staged inputs
   // are gone; the next run() or reshape() binds again from the Model's cached plan.

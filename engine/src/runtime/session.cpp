@@ -241,6 +241,22 @@ Result<TensorView> Session::input_buffer(const std::string& name) {
   return slot;
 }
 
+Status Session::stage_input(const std::string& name, const TensorView& data) {
+  const int i = impl_->input_index(name);
+  if (i < 0) return impl_->no_such_input(name);
+  if (!impl_->plan) return invalid_argument("stage_input('" + name + "'): no plan yet: call reshape() with the input shapes first");
+  const size_t k = static_cast<size_t>(i);
+  const DType want = impl_->plan->values[static_cast<size_t>(impl_->plan->inputs[k])].desc.dtype;
+  const Shape& shape = impl_->plan->input_shapes[k];
+  if (data.dtype != want || data.shape != shape)
+    return invalid_argument("input '" + name + "' is " + dtype_name(data.dtype) + " " + shape_string(data.shape) +
+                            ", the plan takes " + dtype_name(want) + " " + shape_string(shape));
+  if (!data.data && data.nbytes() > 0) return invalid_argument("input '" + name + "' has no data");
+  ATROUS_ASSIGN_OR_RETURN(TensorView slot, input_buffer(name));
+  if (slot.nbytes() > 0) std::memcpy(slot.data, data.data, slot.nbytes());
+  return Status::Ok();
+}
+
 Status Session::run() { return impl_->run(); }
 
 Result<TensorView> Session::output(size_t index) const {

@@ -177,13 +177,9 @@ struct SamPredictor::Impl {
       else return invalid_argument("the embedding's prepared tensors have no '" + t.name + "' (decode_prepared's input)");
     }
     ATROUS_RETURN_IF_ERROR(s.reshape(shapes));
-    for (const auto& [name, tensor] : emb.prepared) {
-      ATROUS_ASSIGN_OR_RETURN(TensorView slot, s.input_buffer(name));
-      if (slot.dtype != tensor.dtype() || slot.shape != tensor.shape())
-        return invalid_argument("prepared tensor '" + name + "' is " + dtype_name(tensor.dtype()) + " " + shape_string(tensor.shape()) +
-                                ", decode_prepared takes " + dtype_name(slot.dtype) + " " + shape_string(slot.shape));
-      std::memcpy(slot.data, tensor.raw(), tensor.nbytes());
-    }
+    for (const auto& [name, tensor] : emb.prepared)
+      if (Status st = s.stage_input(name, tensor.view()); !st.ok())
+        return invalid_argument("the embedding's prepared tensors do not fit decode_prepared: " + st.message());
     p->staged = emb.prepared_id;
     return Status::Ok();
   }
@@ -290,8 +286,7 @@ Result<SamEmbedding> SamPredictor::encode(const Image& image) const {
     // The image goes into the encoder's arena and its own 12 MiB are freed before the
     // run: its slot is reused by intermediates, so it adds nothing to the peak.
     ATROUS_RETURN_IF_ERROR(impl_->encoder->reshape({p.tensor.shape()}));
-    ATROUS_ASSIGN_OR_RETURN(TensorView slot, impl_->encoder->input_buffer(impl_->pre.input));
-    std::memcpy(slot.data, p.tensor.raw(), p.tensor.nbytes());
+    ATROUS_RETURN_IF_ERROR(impl_->encoder->stage_input(impl_->pre.input, p.tensor.view()));
     p.tensor = Tensor();
     ATROUS_RETURN_IF_ERROR(impl_->encoder->run());
     ATROUS_ASSIGN_OR_RETURN(TensorView out, impl_->encoder->output("image_embeddings"));
