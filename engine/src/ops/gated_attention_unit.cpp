@@ -150,13 +150,13 @@ class GauKernel : public Kernel {
     if (g_ > 0) kv_scr_ = ctx.scratch(f * B_ * groups() * s_ * e_);
     t_scr_ = ctx.scratch(f * threads_ * thread_floats());
     if (!ref_) {
-      row_scr_ = ctx.scratch(f * threads_ * std::max(2 * e_, s_));
       auto pack = [&](int64_t k, int64_t n, int w, int bias, fb::ActKind act) {
         return PackedGemm::create(ctx, rows, k, n, ctx.constant[static_cast<size_t>(w)], attn::present(ctx, bias), 1, nullptr, act);
       };
       hidden_ = pack(dim_, 2 * e_, kHiddenW, kHiddenB, fb::ActKind::Silu);  // SiLU in oneDNN's epilogue
       qk_ = pack(dim_, s_, kQkW, kQkB, fb::ActKind::Silu);
       out_ = pack(e_, dim_, kOutW, kOutB, fb::ActKind::None);
+      if (!hidden_ || !qk_) row_scr_ = ctx.scratch(f * threads_ * std::max(2 * e_, s_));  // SiLU's exp rows
     }
   }
 
@@ -189,7 +189,7 @@ class GauKernel : public Kernel {
     ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kHiddenW), in(kHiddenB), 2 * e_, hid, bound ? bound->hidden.get() : nullptr));
     ATROUS_RETURN_IF_ERROR(linear(xn, rows, dim_, in(kQkW), in(kQkB), s_, z, bound ? bound->qk.get() : nullptr));
     const float *gamma = in(kGamma), *beta = in(kBeta);
-    float* rows_e = ref_ ? nullptr : scr(row_scr_);
+    float* rows_e = row_scr_ >= 0 ? scr(row_scr_) : nullptr;
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       float* hr = hid + r * 2 * e_;
@@ -197,7 +197,7 @@ class GauKernel : public Kernel {
       if (ref_) {
         for (int64_t c = 0; c < 2 * e_; ++c) hr[c] = silu(hr[c]);
         for (int64_t c = 0; c < s_; ++c) zr[c] = silu(zr[c]);
-      } else {  // SiLU here only where the packed projection did not apply it
+      } else if (rows_e) {  // SiLU here only where the packed projection did not apply it
         float* e = rows_e + static_cast<int64_t>(omp_get_thread_num()) * std::max(2 * e_, s_);
         if (!hidden_) bias_activate_row(hr, 2 * e_, nullptr, 0.0f, fb::ActKind::Silu, 0.0f, e);
         if (!qk_) bias_activate_row(zr, s_, nullptr, 0.0f, fb::ActKind::Silu, 0.0f, e);
