@@ -64,6 +64,11 @@ TEST_CASE("bad input: every problem is one line and all are reported at once") {
   CHECK(lines == 8);  // 7 problems + the summary
 }
 
+TEST_CASE("bad input: a config that is not a regular file is refused, not read forever") {
+  CliResult r = convert_fails({"--arch", "graph", "--config", "/dev/zero", convnet("model.pth")});
+  contains(r.err, "error: i/o error: '/dev/zero' is not a regular file");
+}
+
 TEST_CASE("bad input: unknown arch lists the known ones") {
   CliResult r = convert_fails({"--arch", "resnet9000", convnet("model.pth")});
   contains(r.err, "error: invalid argument: unknown arch 'resnet9000' (known: " + atrous::convert::recipe_names() + ")");

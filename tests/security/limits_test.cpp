@@ -3,11 +3,16 @@
 // before allocating, with both numbers in the message.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "atrous/atrous.h"
 #include "atrous/image.h"
+#include "atrous/npy.h"
 #include "builder/graph_builder.h"
 
 namespace atrous {
@@ -29,6 +34,34 @@ TEST_CASE("an image claiming 100000x100000 pixels is refused from its header", "
              Catch::Contains("claims 100000x100000 = 10000000000 pixels, over the limit of 100000000"));
   auto small = decode_image(bytes.data(), bytes.size(), "huge.png", /*max_pixels=*/1000);
   CHECK_FALSE(small.ok());
+}
+
+TEST_CASE("files given by path: special files and oversized ones are refused, never read", "[security]") {
+  // /dev/zero never ends and a FIFO without a writer blocks its reader: both used to hang
+  // (and /dev/zero to eat memory) in load_image, load_label_png and the CLI's text files.
+  const std::string dir = std::filesystem::temp_directory_path() / ("atrous_special_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string fifo = dir + "/fifo.png", big = dir + "/big.png";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  for (const std::string& p : {std::string("/dev/zero"), fifo}) {
+    auto img = load_image(p);
+    REQUIRE_FALSE(img.ok());
+    CHECK(img.status().message() == "'" + p + "' is not a regular file");
+    auto lab = load_label_png(p);
+    REQUIRE_FALSE(lab.ok());
+    CHECK(lab.status().message() == "'" + p + "' is not a regular file");
+    auto npy = load_npy(p);
+    REQUIRE_FALSE(npy.ok());
+    CHECK(npy.status().message() == "'" + p + "' is not a regular file");
+  }
+  // A sparse file one byte over the limit: refused from its size, nothing allocated.
+  { std::ofstream(big).put('x'); }
+  std::filesystem::resize_file(big, kMaxImageFileBytes + 1);
+  auto img = load_image(big);
+  REQUIRE_FALSE(img.ok());
+  CHECK(img.status().message() == "image '" + big + "' is " + std::to_string(kMaxImageFileBytes + 1) +
+                                      " bytes, over the limit of " + std::to_string(kMaxImageFileBytes));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("a palette PNG without a palette still gives its indices, without crashing", "[security]") {

@@ -212,6 +212,9 @@ TEST_CASE("atrous eval: missing pairs, size mismatches and labels outside the cl
   r = run_cli({"eval", "--pred", pred, "--gt", gt, "--num-classes", "2", "--ignore-index", "1"});
   CHECK(r.code == 1);
   CHECK(r.err.find("--ignore-index 1 is one of the classes") != std::string::npos);
+  r = run_cli({"eval", "--pred", pred, "--gt", gt, "--num-classes", "2", "--class-names", "/dev/zero"});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("'/dev/zero' is not a regular file") != std::string::npos);
 }
 
 TEST_CASE("label PNGs: palette indices are read as written, whatever the palette's colours", "[segmentation][cli][eval]") {

@@ -14,10 +14,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "atrous/image.h"
 #include "atrous/seg_metrics.h"
 #include "cli.h"
+#include "io/file.h"
 
 namespace atrous::cli {
 namespace {
@@ -46,8 +48,8 @@ Result<std::map<std::string, std::string>> label_files(const std::string& dir, c
 }
 
 Result<std::vector<std::string>> read_class_names(const std::string& path, int n) {
-  std::ifstream f(path);
-  if (!f) return io_error("cannot open class names file '" + path + "'");
+  ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(path, 16 << 20, "class names file"));
+  std::istringstream f(std::string(bytes.begin(), bytes.end()));
   std::vector<std::string> names;
   std::string line;
   while (std::getline(f, line)) {

@@ -16,6 +16,7 @@
 #include "atrous/npy.h"
 #include "atrous/sam.h"
 #include "cli.h"
+#include "io/file.h"
 
 namespace atrous::cli {
 namespace {
@@ -62,11 +63,11 @@ Status save_embedding(const std::string& path, const SamEmbedding& e, const Mode
 
 Result<SamEmbedding> load_embedding(const SamPredictor& sam, const std::string& path, const Image& img) {
   ATROUS_ASSIGN_OR_RETURN(Tensor t, load_npy(path));
-  std::ifstream f(sidecar(path));
-  if (f) {
+  if (std::filesystem::exists(sidecar(path))) {
+    ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(sidecar(path), 1 << 20, "embedding description"));
     json j;
     try {
-      f >> j;
+      j = json::parse(bytes.begin(), bytes.end());
       const int w = j.at("original_width").get<int>(), h = j.at("original_height").get<int>();
       if (w != img.width || h != img.height)
         return invalid_argument("embedding '" + path + "' was computed for a " + std::to_string(w) + "x" + std::to_string(h) +

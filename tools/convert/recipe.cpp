@@ -7,6 +7,8 @@
 #include <map>
 #include <sstream>
 
+#include "io/file.h"
+
 namespace atrous::convert {
 
 // ---- the table ----------------------------------------------------------------
@@ -347,10 +349,8 @@ void RecipeContext::check_unused() {
 namespace {
 
 Result<nlohmann::json> read_config_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return io_error("cannot open config file '" + path + "': " + std::strerror(errno));
-  std::stringstream ss;
-  ss << f.rdbuf();
+  ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(path, 64 << 20, "config file"));
+  std::stringstream ss(std::string(bytes.begin(), bytes.end()));
   nlohmann::json doc = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
     // Parse again with exceptions to get the position for the message.

@@ -27,6 +27,9 @@ struct Image {
 };
 
 constexpr int64_t kDefaultMaxPixels = 100'000'000;  // 100 megapixels
+// load_image() and load_label_png() read regular files of at most this size (a FIFO or
+// /dev/zero is refused instead of read until memory runs out).
+constexpr uint64_t kMaxImageFileBytes = uint64_t{1} << 30;  // 1 GiB
 
 Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& label = "<memory>",
                            int64_t max_pixels = kDefaultMaxPixels);

@@ -1,5 +1,7 @@
 #include "atrous/npy.h"
 
+#include "io/file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +15,10 @@
 
 namespace atrous {
 namespace {
+
+using io::File;
+using io::open_file;
+using io::pread_all;
 
 std::string header_field(const std::string& h, const std::string& key) {
   size_t k = h.find("'" + key + "'");
@@ -107,40 +113,6 @@ void narrow_f64(const uint8_t* src, int64_t n, float* dst) {
     std::memcpy(&v, src + static_cast<size_t>(i) * 8, 8);
     dst[i] = static_cast<float>(v);
   }
-}
-
-// An open regular file, closed on scope exit.
-struct File {
-  int fd = -1;
-  uint64_t size = 0;
-  ~File() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-Status open_file(const std::string& path, File* f) {
-  f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f->fd < 0) return io_error("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st;
-  if (::fstat(f->fd, &st) != 0) return io_error("cannot stat '" + path + "': " + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return io_error("'" + path + "' is not a regular file");
-  f->size = static_cast<uint64_t>(st.st_size);
-  return Status::Ok();
-}
-
-// Exactly n bytes at offset, or an error naming the file.
-Status pread_all(const File& f, void* dst, size_t n, uint64_t offset, const std::string& path) {
-  auto* d = static_cast<uint8_t*>(dst);
-  while (n > 0) {
-    ssize_t r = ::pread(f.fd, d, n, static_cast<off_t>(offset));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return io_error("reading '" + path + "' failed: " + std::strerror(errno));
-    if (r == 0) return io_error("'" + path + "' shrank while being read");
-    d += r;
-    n -= static_cast<size_t>(r);
-    offset += static_cast<uint64_t>(r);
-  }
-  return Status::Ok();
 }
 
 // The header of an open file (it is at most 12 + 65536 bytes long).

@@ -11,6 +11,8 @@
 #include <memory>
 #include <unordered_map>
 
+#include "io/file.h"
+
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_MAX_DIMENSIONS (1 << 24)
 #include <stb/stb_image.h>
@@ -123,9 +125,7 @@ Result<Image> decode_image(const uint8_t* data, size_t size, const std::string& 
 }
 
 Result<Image> load_image(const std::string& path, int64_t max_pixels) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return io_error("cannot open image '" + path + "': " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(path, kMaxImageFileBytes, "image"));
   return decode_image(bytes.data(), bytes.size(), path, max_pixels);
 }
 
@@ -522,9 +522,7 @@ bool unfilter(uint8_t* data, size_t rows, size_t stride, size_t bpp) {
 }  // namespace
 
 Result<LabelMap> load_label_png(const std::string& path, int64_t max_pixels) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return io_error("cannot open '" + path + "': " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(path, kMaxImageFileBytes, "label map"));
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (bytes.size() < 33 || std::memcmp(bytes.data(), sig, 8) != 0) return invalid_argument("'" + path + "' is not a PNG label map");
   // Walk the chunks for the header, the palette and the image data.
