@@ -81,17 +81,12 @@ int run(const Options& o) {
     if (!t.ok()) return fail(t.status());
     held[i] = std::move(t).value();
   }
-  bool staged = false;
+  // --keep-inputs: staged once into the planned arena, and every run reads them there.
+  if (o.keep_inputs)
+    for (size_t i = 0; i < e.inputs.size(); ++i)
+      if (Status st = (*s)->stage_input(e.inputs[i].name, held[i].view()); !st.ok()) return fail(st);
   auto set_all = [&]() -> Status {
-    if (staged) return Status::Ok();
-    if (o.keep_inputs) {
-      std::vector<Shape> in_shapes;
-      for (const Tensor& t : held) in_shapes.push_back(t.shape());
-      ATROUS_RETURN_IF_ERROR((*s)->reshape(in_shapes));
-      for (size_t i = 0; i < e.inputs.size(); ++i) ATROUS_RETURN_IF_ERROR((*s)->stage_input(e.inputs[i].name, held[i].view()));
-      staged = true;
-      return Status::Ok();
-    }
+    if (o.keep_inputs) return Status::Ok();
     for (size_t i = 0; i < e.inputs.size(); ++i) ATROUS_RETURN_IF_ERROR((*s)->set_input(e.inputs[i].name, held[i].view()));
     return Status::Ok();
   };

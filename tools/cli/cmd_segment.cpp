@@ -63,7 +63,7 @@ Status save_embedding(const std::string& path, const SamEmbedding& e, const Mode
 
 Result<SamEmbedding> load_embedding(const SamPredictor& sam, const std::string& path, const Image& img) {
   ATROUS_ASSIGN_OR_RETURN(Tensor t, load_npy(path));
-  if (std::filesystem::exists(sidecar(path))) {
+  if (fs::exists(sidecar(path))) {
     ATROUS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, io::read_whole_file(sidecar(path), 1 << 20, "embedding description"));
     json j;
     try {

@@ -1,17 +1,11 @@
 #include "atrous/npy.h"
 
-#include "io/file.h"
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+
+#include "io/file.h"
 
 namespace atrous {
 namespace {
