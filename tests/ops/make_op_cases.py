@@ -79,7 +79,22 @@ conv_case("conv_7x7_s2_rgb", 1, 3, 33, 35, 64, 7, stride=(2, 2), pad=(3, 3, 3, 3
 conv_case("conv_1x1_big_channels", 1, 256, 5, 6, 300, 1)
 for act in ["Relu", "Relu6", "Gelu", "GeluTanh", "Silu", "Sigmoid", "Tanh", "Elu", "HardSwish", "LeakyRelu"]:
     conv_case("conv_act_" + act.lower(), 1, 6, 8, 7, 10, 3, pad=(1, 1, 1, 1), act=act)
+# conv2d_spatial (few output channels, vectorised over columns): 64-column tiles read in
+# place (one kernel column, inside the map) or from a padded copy (wider kernels, edges,
+# the tail tile); input channels in L1 sub-chunks and L2 chunks, partial sums through the
+# output; output blocks of up to 6 channels; rows whose taps all read padding.
+conv_case("conv_narrow_kx1_tail_res_relu", 2, 37, 23, 70, 21, (15, 1), pad=(7, 0, 7, 0), residual=True, act="Relu")
+conv_case("conv_narrow_1xk_dilated_nobias", 1, 9, 6, 33, 5, (1, 7), pad=(0, 9, 0, 9), dil=(1, 3), bias=False)
+conv_case("conv_narrow_3x3_channel_chunks", 1, 160, 4, 700, 21, 3, pad=(1, 1, 1, 1), residual=True)
+conv_case("conv_narrow_padding_rows", 1, 4, 5, 17, 3, 3, pad=(6, 2, 6, 0), residual=True)
+conv_case("conv_narrow_47_1x1", 2, 10, 3, 48, 47, 1)
+conv_case("conv_narrow_33_dilated_asym", 1, 12, 19, 16, 33, (3, 5), pad=(2, 4, 3, 1), dil=(2, 2), act="Relu")
+conv_case("conv_narrow_single_output", 1, 7, 9, 129, 1, (5, 3), pad=(2, 1, 2, 1))
 conv_case("conv_residual", 1, 16, 9, 9, 16, 3, pad=(1, 1, 1, 1), residual=True)
+# Padding beyond the kernel's reach with a bias and a residual: oneDNN 2.6 drops the bias
+# from the rows that read only padding (conv2d_onednn adds it to the residual first).
+conv_case("conv_pad_beyond_kernel_residual", 1, 32, 5, 17, 32, 3, pad=(3, 1, 3, 1), residual=True)
+conv_case("conv_pad_beyond_kernel_residual_w", 2, 16, 6, 5, 16, (1, 3), pad=(0, 4, 2, 3), residual=True, act="Relu")
 conv_case("conv_residual_relu", 2, 20, 6, 11, 20, 3, pad=(1, 1, 1, 1), residual=True, act="Relu")
 
 

@@ -168,34 +168,48 @@ TEST_CASE("gcn: metadata and per-stage kernel sizes come from the weights", "[se
   CHECK(md.at("gcn.backbone") == "resnet (bottleneck 1-2-1-2), widths 32-32-64-64");
 }
 
-TEST_CASE("gcn: the whole network stays in oneDNN layouts, upsampling included", "[segmentation][recipes]") {
+// With oneDNN's kernels only, the network keeps their layouts throughout. By default the
+// class-channel convs of the head on maps at least 16 columns wide (here from layer2's
+// 20x28 on) run conv2d_spatial in plain NCHW, and every reorder feeds one of them.
+TEST_CASE("gcn: oneDNN's layouts through the network, or a plain head with conv2d_spatial", "[segmentation][recipes]") {
   json m = manifest();
   const json* c = find_case(m, "gcn_resnet18");
   REQUIRE(c != nullptr);
   auto model = atrous::Model::open(convert(*c, (*c)["conversions"][0]));
   REQUIRE(model.ok());
-  atrous::SessionOptions so;
-  so.threads = 2;
-  auto s = atrous::Session::create(*model, so);
-  REQUIRE(s.ok());
-  REQUIRE((*s)->reshape({{1, 3, 160, 224}}).ok());
-  atrous::PlanInfo p = *(*s)->plan_info();
-  std::string plan;
-  int resizes = 0, binaries = 0;
-  for (const auto& st : p.steps) {
-    plan += "\n  " + st.op + " " + st.node + " [" + st.kernel + "] -> " + st.output_layouts.at(0);
-    CHECK(st.op != "Reorder");
-    CHECK(st.op != "BatchNorm");
-    if (st.op == "Resize") {
-      ++resizes;
-      CHECK(st.kernel == "resize_blocked");  // bilinear, align_corners=true, on the convs' layout
+  for (bool onednn_only : {true, false}) {
+    atrous::SessionOptions so;
+    so.threads = 2;
+    if (onednn_only) so.excluded_kernels = {"conv2d_spatial"};
+    auto s = atrous::Session::create(*model, so);
+    REQUIRE(s.ok());
+    REQUIRE((*s)->reshape({{1, 3, 160, 224}}).ok());
+    atrous::PlanInfo p = *(*s)->plan_info();
+    std::string plan;
+    for (const auto& st : p.steps) plan += "\n  " + st.op + " " + st.node + " [" + st.kernel + "] -> " + st.output_layouts.at(0);
+    INFO((onednn_only ? "without conv2d_spatial" : "default kernels") << " plan:" << plan);
+    int resizes = 0, binaries = 0, reorders = 0, spatial = 0;
+    for (const auto& st : p.steps) {
+      CHECK(st.op != "BatchNorm");
+      reorders += st.op == "Reorder";
+      spatial += st.kernel == "conv2d_spatial";
+      if (st.op == "Resize") {
+        ++resizes;
+        // bilinear, align_corners=true, on the convs' layout
+        if (onednn_only) CHECK(st.kernel == "resize_blocked");
+      }
+      if (st.op == "Binary") ++binaries;
+      const bool head = st.node.rfind("gcm", 0) == 0 || st.node.rfind("brm", 0) == 0;
+      if (onednn_only && &st != &p.steps.back()) CHECK(st.output_layouts.at(0) != "plain");
+      if (st.kernel == "conv2d_spatial") CHECK(head);
+      if (st.op == "Reorder") CHECK((&st + 1)->kernel == "conv2d_spatial");
     }
-    if (st.op == "Binary") ++binaries;
-    if (&st != &p.steps.back()) CHECK(st.output_layouts.at(0) != "plain");
+    CHECK(resizes == 5);
+    CHECK(binaries == 3);  // up + g at three stages; every GCN sum and BR residual is a conv post-op
+    if (onednn_only) CHECK(reorders == 0);
+    // gcm3-4 and brm3, brm4, brm6-9
+    CHECK(spatial == (onednn_only ? 0 : 2 * 4 + 6 * 2));
   }
-  INFO("plan:" << plan);
-  CHECK(resizes == 5);
-  CHECK(binaries == 3);  // up + g at three stages; every GCN sum and BR residual is a conv post-op
 }
 
 TEST_CASE("recipes report what does not fit, and write nothing", "[segmentation][recipes]") {

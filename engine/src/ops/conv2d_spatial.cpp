@@ -1,0 +1,313 @@
+// conv2d_spatial: Conv2d with few output channels (the 21 classes of a GCN head),
+// vectorised over output columns instead of output channels.
+//
+// oneDNN vectorises a convolution over output channels in blocks of 16, so 21
+// outputs fill 21 of 32 lanes, and its brgconv runs GCN's k×1 / 1×k and BR's 3×3
+// convolutions at 35-50 % of the FMA peak (docs/performance.md). Here a register
+// tile is OB ≤ 7 output channels × NV ≤ 4 vectors of 16 consecutive output columns
+// of one output row, in plain NCHW:
+//   acc[o][j] += w[o, c, kh, kw] · x[c, oh − pt + kh·dh, ow0 + 16j + kw·dw − pl + lane]
+// one broadcast weight per FMA and one input vector per NV FMAs of a channel tap.
+// Columns that fall in the padding are masked loads (zeros); rows that do are
+// skipped. Input channels run in chunks sized so that a band of output rows finds
+// its input rows in L2; partial sums go through the output. Bias, residual (which
+// may share the output's buffer) and ReLU are applied in the tile.
+//
+// Takes stride 1, one group, no activation or ReLU, up to 48 output channels not a
+// multiple of 16, kernel width ≤ 32, rows at least 16 columns wide, AVX-512; declines
+// otherwise (oneDNN takes those).
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ops/op_registry.h"
+
+// GCC 12's avx512fintrin.h builds masked intrinsics on _mm512_undefined_ps(), which
+// -Wmaybe-uninitialized reports at every use (a false positive of the header).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace atrous {
+namespace {
+
+constexpr int kMaxOb = 6;     // output channels per register tile (6×4 accumulators + 4 inputs + 1 weight ≤ 32 registers)
+constexpr int kNv = 4;        // 16-column vectors per register tile
+constexpr int64_t kMaxSpan = 256;  // (k − 1)·dilation: bounds the padded tile copy
+constexpr int kMaxOut = 48;   // wider outputs fill oneDNN's 16-lane blocks well enough
+constexpr int64_t kMaxBandRows = 16;  // output rows per task (fewer on small maps)
+constexpr int64_t kChunkBytes = 768 << 10;    // input rows of one channel chunk and band (L2)
+constexpr int64_t kSubChunkBytes = 24 << 10;  // input of one tile and sub-chunk (L1)
+
+struct Geometry {
+  int64_t n, c, h, w, o, oh, ow, kh, kw, dh, dw, pt, pl;
+  bool relu;
+};
+
+// One tile's inputs and outputs, set by the driver. Kernel row i of channel c starts at
+// src + c·ch_stride + (i − kh0)·row_stride: the input itself when the tile's columns all lie in
+// it and the kernel is one column wide, else the tile's zero-padded copy. Either way the
+// inner loop's loads are unmasked (masked loads ran it at 40 % of the speed).
+struct Tile {
+  const float* src;
+  int64_t ch_stride, row_stride;
+  const float* wp;               // packed weights [c][kh][kw][OB] of this output block
+  const float* bias;             // of this block, or null
+  const float* res;              // residual at (o0, oh, ow0), or null
+  float* dst;                    // output at (o0, oh, ow0)
+  int64_t channels;              // in this sub-chunk
+  int64_t kh0, kh1;              // kernel rows whose input row exists
+  __mmask16 store[kNv];
+  bool first, last;
+};
+
+template <int OB, int NV>
+__attribute__((target("avx512f"))) void tile_kernel(const Geometry& g, const Tile& t) {
+  const int64_t plane_out = g.oh * g.ow;
+  __m512 acc[OB][NV];
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; ++o) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      if (t.first) {
+        acc[o][j] = t.bias ? _mm512_set1_ps(t.bias[o]) : _mm512_setzero_ps();
+        if (t.res) acc[o][j] = _mm512_add_ps(acc[o][j], _mm512_maskz_loadu_ps(t.store[j], t.res + o * plane_out + 16 * j));
+      } else {
+        acc[o][j] = _mm512_maskz_loadu_ps(t.store[j], t.dst + o * plane_out + 16 * j);
+      }
+    }
+  }
+  const int64_t kw = g.kw, dw = g.dw, wstride = g.kh * kw * OB;
+  for (int64_t c = 0; c < t.channels; ++c) {
+    const float* wc = t.wp + c * wstride;
+    for (int64_t i = t.kh0; i < t.kh1; ++i) {
+      const float* row = t.src + c * t.ch_stride + (i - t.kh0) * t.row_stride;
+      const float* wk = wc + i * kw * OB;
+      for (int64_t k = 0; k < kw; ++k) {
+        const float* s = row + k * dw;
+        __m512 v[NV];
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) v[j] = _mm512_loadu_ps(s + 16 * j);
+#pragma GCC unroll 8
+        for (int o = 0; o < OB; ++o) {
+          const __m512 wt = _mm512_set1_ps(wk[k * OB + o]);
+#pragma GCC unroll 4
+          for (int j = 0; j < NV; ++j) acc[o][j] = _mm512_fmadd_ps(wt, v[j], acc[o][j]);
+        }
+      }
+    }
+  }
+  const bool relu = t.last && g.relu;
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; ++o)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      __m512 r = relu ? _mm512_max_ps(acc[o][j], _mm512_setzero_ps()) : acc[o][j];
+      _mm512_mask_storeu_ps(t.dst + o * plane_out + 16 * j, t.store[j], r);
+    }
+}
+
+// Lanes l of a 16-column vector whose column `first + l` lies in [lo, hi).
+__mmask16 lanes(int64_t first, int64_t lo, int64_t hi) {
+  const int64_t a = std::clamp<int64_t>(lo - first, 0, 16), b = std::clamp<int64_t>(hi - first, 0, 16);
+  if (b <= a) return 0;
+  const uint32_t bits = ((b == 16 ? 0x10000u : (1u << b)) - (1u << a));
+  return static_cast<__mmask16>(bits);
+}
+
+// buf[(c·kh + i)·width + col] = x[c, top + i·dh, left + col] (0 outside the map) for
+// kernel rows i in [i0, i1): one tile's input, padded, for every kernel column.
+__attribute__((target("avx512f"))) void copy_tile(const Geometry& g, const float* x, int64_t channels, int64_t top,
+                                                  int64_t left, int64_t i0, int64_t i1, int64_t width, float* buf) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* row = x + (c * g.h + top + i * g.dh) * g.w;  // a real row
+      float* d = buf + (c * g.kh + i) * width;
+      for (int64_t col = 0; col < width; col += 16) {
+        const int64_t first = left + col;  // input column of lane 0
+        if (first >= 0 && first + 16 <= g.w) {
+          _mm512_storeu_ps(d + col, _mm512_loadu_ps(row + first));
+        } else {
+          // Masked lanes are never read, so only the lanes inside the row need a real
+          // address: load from the row's start and shift the lanes into place instead of
+          // forming a pointer before it.
+          alignas(64) float lane[16];
+          for (int l = 0; l < 16; ++l) lane[l] = first + l >= 0 && first + l < g.w ? row[first + l] : 0.0f;
+          _mm512_storeu_ps(d + col, _mm512_load_ps(lane));
+        }
+      }
+    }
+}
+
+using TileFn = void (*)(const Geometry&, const Tile&);
+
+template <int OB>
+constexpr TileFn pick_nv(int nv) {
+  return nv == 1 ? tile_kernel<OB, 1> : nv == 2 ? tile_kernel<OB, 2> : nv == 3 ? tile_kernel<OB, 3> : tile_kernel<OB, 4>;
+}
+
+TileFn pick(int ob, int nv) {
+  switch (ob) {
+    case 1: return pick_nv<1>(nv);
+    case 2: return pick_nv<2>(nv);
+    case 3: return pick_nv<3>(nv);
+    case 4: return pick_nv<4>(nv);
+    case 5: return pick_nv<5>(nv);
+    default: return pick_nv<6>(nv);
+  }
+}
+
+class Conv2dSpatial : public Kernel {
+ public:
+  Conv2dSpatial(const Geometry& g, const float* packed, const float* bias, int threads)
+      : g_(g), packed_(packed), bias_(bias), threads_(threads) {
+    const int64_t blocks = (g.o + kMaxOb - 1) / kMaxOb;
+    for (int64_t b = 0, o0 = 0; b < blocks; ++b) {
+      const int64_t size = g.o / blocks + (b < g.o % blocks ? 1 : 0);
+      blocks_.push_back({o0, size});
+      o0 += size;
+    }
+    // Bands of up to 16 output rows share their input rows through L2; at least four
+    // tasks per thread.
+    band_ = std::clamp<int64_t>(g.oh * g.n / (4 * std::max(threads, 1)), 1, kMaxBandRows);
+    const int64_t span = (g.kh - 1) * g.dh + band_;  // input rows a band reads
+    chunk_ = std::clamp<int64_t>(kChunkBytes / (span * g.w * static_cast<int64_t>(sizeof(float))), 1, g.c);
+    chunk_ = std::max<int64_t>(chunk_, std::min<int64_t>(g.c, 16));
+    // A tile's padded copy: kernel rows × (64 + (kw − 1)·dw) columns per channel.
+    width_ = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
+    sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * width_ * static_cast<int64_t>(sizeof(float))), 1, chunk_);
+  }
+
+  // The padded tile copies: one per thread.
+  uint64_t scratch_bytes() const { return static_cast<uint64_t>(threads_ * sub_ * g_.kh * width_) * sizeof(float); }
+
+  Status run(const RunBuffers& b, KernelState*) const override {
+    const float* x = static_cast<const float*>(b.in[0]);
+    const float* res = b.in.size() > 3 ? static_cast<const float*>(b.in[3]) : nullptr;
+    float* y = static_cast<float*>(b.out[0]);
+    float* copies = static_cast<float*>(b.scratch[0]);
+    const Geometry& g = g_;
+    const int64_t bands = (g.oh + band_ - 1) / band_;
+    const int64_t tiles = (g.ow + 16 * kNv - 1) / (16 * kNv);
+    const int64_t plane_out = g.oh * g.ow;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic) collapse(2)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t band = 0; band < bands; ++band) {
+        float* buf = copies + omp_get_thread_num() * sub_ * g.kh * width_;
+        const float* image = x + n * g.c * g.h * g.w;
+        for (int64_t c0 = 0; c0 < g.c; c0 += chunk_) {
+          const int64_t c_end = std::min(g.c, c0 + chunk_);
+          Tile t{};
+          for (int64_t oh = band * band_; oh < std::min(g.oh, (band + 1) * band_); ++oh) {
+            // Kernel rows i with 0 <= oh − pt + i·dh < h.
+            const int64_t top = oh - g.pt;
+            t.kh0 = top >= 0 ? 0 : (-top + g.dh - 1) / g.dh;
+            t.kh1 = top >= g.h ? 0 : std::min(g.kh, (g.h - 1 - top) / g.dh + 1);
+            t.kh1 = std::max(t.kh1, t.kh0);
+            for (int64_t tile = 0; tile < tiles; ++tile) {
+              const int64_t ow0 = tile * 16 * kNv;
+              const int nv = static_cast<int>(std::min<int64_t>(kNv, (g.ow - ow0 + 15) / 16));
+              for (int j = 0; j < kNv; ++j) t.store[j] = lanes(ow0 + 16 * j, 0, g.ow);
+              // In place when one kernel column reads only columns of the map.
+              const int64_t left = ow0 - g.pl;
+              const bool copy = g.kw > 1 || left < 0 || left + 16 * nv > g.w;
+              // Sub-chunks whose input stays in L1 while every output block reads it.
+              for (int64_t c1 = c0; c1 < c_end; c1 += sub_) {
+                t.channels = std::min(sub_, c_end - c1);
+                t.first = c1 == 0;
+                t.last = c1 + t.channels == g.c;
+                if (t.kh0 == t.kh1) {
+                  t.src = image;  // no row reads the map: bias (and residual) only
+                } else if (copy) {
+                  copy_tile(g, image + c1 * g.h * g.w, t.channels, top, left, t.kh0, t.kh1, width_, buf);
+                  t.src = buf + t.kh0 * width_;
+                  t.ch_stride = g.kh * width_;
+                  t.row_stride = width_;
+                } else {
+                  t.src = image + c1 * g.h * g.w + (top + t.kh0 * g.dh) * g.w + left;
+                  t.ch_stride = g.h * g.w;
+                  t.row_stride = g.dh * g.w;
+                }
+                for (const Block& blk : blocks_) {
+                  t.wp = packed_ + blk.o0 * g.c * g.kh * g.kw + c1 * g.kh * g.kw * blk.size;
+                  t.bias = bias_ ? bias_ + blk.o0 : nullptr;
+                  const int64_t at = (n * g.o + blk.o0) * plane_out + oh * g.ow + ow0;
+                  t.res = res ? res + at : nullptr;
+                  t.dst = y + at;
+                  pick(static_cast<int>(blk.size), nv)(g, t);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  double flops() const override { return 2.0 * g_.n * g_.o * g_.oh * g_.ow * g_.c * g_.kh * g_.kw; }
+  std::string detail() const override {
+    std::string s = std::to_string(blocks_.size()) + " output blocks of ≤ " + std::to_string(blocks_.front().size) +
+                    " channels, 64-column tiles, " + std::to_string(chunk_) + "-channel chunks of " +
+                    std::to_string(sub_);
+    return s;
+  }
+
+ private:
+  struct Block {
+    int64_t o0, size;
+  };
+  Geometry g_;
+  const float* packed_;
+  const float* bias_;
+  int threads_;
+  std::vector<Block> blocks_;
+  int64_t band_ = 1, chunk_ = 1, sub_ = 1;
+  int64_t width_ = 0;
+};
+
+Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
+  const auto& a = ctx.attrs<fb::Conv2dT>();
+  const Shape& x = ctx.in[0].shape;
+  const Shape& w = ctx.in[1].shape;
+  const Shape& y = ctx.out[0].shape;
+  if (!__builtin_cpu_supports("avx512f")) return KernelContext::decline("needs AVX-512");
+  if (a.groups != 1) return KernelContext::decline("groups > 1");
+  if (a.stride_h != 1 || a.stride_w != 1) return KernelContext::decline("stride is not 1");
+  if (a.activation != fb::ActKind::None && a.activation != fb::ActKind::Relu) return KernelContext::decline("activation other than ReLU");
+  if (w[0] > kMaxOut || w[0] % 16 == 0)
+    return KernelContext::decline(std::to_string(w[0]) + " output channels (takes up to " + std::to_string(kMaxOut) +
+                                  ", not a multiple of 16)");
+  if ((w[3] - 1) * a.dilation_w > kMaxSpan || (w[2] - 1) * a.dilation_h > kMaxSpan)
+    return KernelContext::decline("dilated kernel wider than " + std::to_string(kMaxSpan + 1));
+  if (y[3] < 16) return KernelContext::decline("output rows narrower than 16 columns");
+
+  Geometry g{x[0], x[1], x[2], x[3], w[0], y[2], y[3], w[2], w[3], a.dilation_h, a.dilation_w, a.pad_top, a.pad_left,
+             a.activation == fb::ActKind::Relu};
+  // Pack [O, C, kh, kw] as output blocks of [C][kh][kw][block size].
+  const float* src = static_cast<const float*>(ctx.constant[1]);
+  const int64_t taps = g.kh * g.kw, blocks = (g.o + kMaxOb - 1) / kMaxOb;
+  float* packed = static_cast<float*>(ctx.persistent(static_cast<uint64_t>(g.o * g.c * taps) * sizeof(float)));
+  if (!packed) return out_of_memory("conv2d_spatial: no memory for the packed weights");
+  for (int64_t b = 0, o0 = 0; b < blocks; ++b) {
+    const int64_t size = g.o / blocks + (b < g.o % blocks ? 1 : 0);
+    float* dst = packed + o0 * g.c * taps;
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        for (int64_t o = 0; o < size; ++o) dst[(c * taps + t) * size + o] = src[((o0 + o) * g.c + c) * taps + t];
+    o0 += size;
+  }
+  ctx.release_constant(src, static_cast<uint64_t>(g.o * g.c * taps) * sizeof(float));
+  const float* bias = ctx.present.size() > 2 && ctx.present[2] ? static_cast<const float*>(ctx.constant[2]) : nullptr;
+  auto k = std::make_unique<Conv2dSpatial>(g, packed, bias, ctx.threads);
+  ctx.scratch(k->scratch_bytes());
+  return std::unique_ptr<Kernel>(std::move(k));
+}
+
+}  // namespace
+
+extern const KernelDef kConv2dSpatial;
+const KernelDef kConv2dSpatial = {"conv2d_spatial", false, create};
+
+}  // namespace atrous
