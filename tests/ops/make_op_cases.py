@@ -625,6 +625,9 @@ resize_case("resize_bilinear_to_1x1_ac", (1, 3, 5, 6), "Bilinear", size=(1, 1), 
 resize_case("resize_bilinear_from_1x1", (1, 17, 1, 1), "Bilinear", size=(5, 7))
 resize_case("resize_bilinear_like", (1, 6, 5, 6), "Bilinear", like=(1, 1, 13, 15))
 resize_case("resize_bilinear_scale", (1, 3, 6, 5), "Bilinear", scale=(1.5, 2.5))
+# resize_rows: bands of 64 output rows, source rows reused between output rows, tails.
+resize_case("resize_bilinear_up_bands_ac", (1, 3, 40, 37), "Bilinear", size=(130, 75), ac=True)
+resize_case("resize_bilinear_down_bands", (2, 2, 150, 70), "Bilinear", size=(70, 33))
 resize_case("resize_nearest_x2", (1, 6, 5, 7), "Nearest", size=(10, 14))
 resize_case("resize_nearest_x3_x2", (2, 4, 5, 7), "Nearest", size=(15, 14))
 resize_case("resize_nearest_x4_x1", (1, 3, 3, 4), "Nearest", size=(12, 4))

@@ -69,7 +69,7 @@ class ResizeBlocked : public Kernel {
 Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
   const Shape& x = ctx.in[0].shape;
   const Shape& y = ctx.out[0].shape;
-  if (ctx.in[0].layout.plain()) return KernelContext::decline("plain NCHW input: resize_ref reads it directly");
+  if (ctx.in[0].layout.plain()) return KernelContext::decline("plain NCHW input: resize_rows reads it directly");
   const memory::desc have = desc_of(ctx.in[0]);
   struct Candidate { memory::format_tag tag; int64_t block; };
   const Candidate candidates[] = {{memory::format_tag::nhwc, x[1]}, {memory::format_tag::nChw16c, 16}, {memory::format_tag::nChw8c, 8}};

@@ -39,6 +39,7 @@ constexpr int kMaxOut = 48;   // wider outputs fill oneDNN's 16-lane blocks well
 constexpr int64_t kMaxBandRows = 16;  // output rows per task (fewer on small maps)
 constexpr int64_t kChunkBytes = 768 << 10;    // input rows of one channel chunk and band (L2)
 constexpr int64_t kSubChunkBytes = 24 << 10;  // input of one tile and sub-chunk (L1)
+constexpr int64_t kCopyBytes = 1 << 20;        // per thread: a band's padded copy
 
 struct Geometry {
   int64_t n, c, h, w, o, oh, ow, kh, kw, dh, dw, pt, pl;
@@ -116,22 +117,25 @@ __mmask16 lanes(int64_t first, int64_t lo, int64_t hi) {
   return static_cast<__mmask16>(bits);
 }
 
-// buf[(c·kh + i)·width + col] = x[c, top + i·dh, left + col] (0 outside the map) for
-// kernel rows i in [i0, i1): one tile's input, padded, for every kernel column.
-__attribute__((target("avx512f"))) void copy_tile(const Geometry& g, const float* x, int64_t channels, int64_t top,
-                                                  int64_t left, int64_t i0, int64_t i1, int64_t width, float* buf) {
+// buf[(c·rows + r)·width + col] = x[c, top + r, left + col] (0 outside the map) for
+// r < rows: the input of one band of output rows and one tile, padded.
+__attribute__((target("avx512f"))) void copy_band(const Geometry& g, const float* x, int64_t channels, int64_t top,
+                                                  int64_t rows, int64_t left, int64_t width, float* buf) {
   for (int64_t c = 0; c < channels; ++c)
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* row = x + (c * g.h + top + i * g.dh) * g.w;  // a real row
-      float* d = buf + (c * g.kh + i) * width;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* d = buf + (c * rows + r) * width;
+      const int64_t ir = top + r;
+      if (ir < 0 || ir >= g.h) {
+        std::fill(d, d + width, 0.0f);
+        continue;
+      }
+      const float* row = x + (c * g.h + ir) * g.w;  // a real row
       for (int64_t col = 0; col < width; col += 16) {
         const int64_t first = left + col;  // input column of lane 0
         if (first >= 0 && first + 16 <= g.w) {
           _mm512_storeu_ps(d + col, _mm512_loadu_ps(row + first));
         } else {
-          // Masked lanes are never read, so only the lanes inside the row need a real
-          // address: load from the row's start and shift the lanes into place instead of
-          // forming a pointer before it.
+          // Only lanes inside the row are read (no address before the row is formed).
           alignas(64) float lane[16];
           for (int l = 0; l < 16; ++l) lane[l] = first + l >= 0 && first + l < g.w ? row[first + l] : 0.0f;
           _mm512_storeu_ps(d + col, _mm512_load_ps(lane));
@@ -174,13 +178,18 @@ class Conv2dSpatial : public Kernel {
     const int64_t span = (g.kh - 1) * g.dh + band_;  // input rows a band reads
     chunk_ = std::clamp<int64_t>(kChunkBytes / (span * g.w * static_cast<int64_t>(sizeof(float))), 1, g.c);
     chunk_ = std::max<int64_t>(chunk_, std::min<int64_t>(g.c, 16));
-    // A tile's padded copy: kernel rows × (64 + (kw − 1)·dw) columns per channel.
+    // A band's padded copy for one tile: the band's input rows × (64 + (kw − 1)·dw)
+    // columns per channel; sub-chunks of channels whose rows for one output row stay in
+    // L1 while every output block reads them, and whose copy stays under kCopyBytes.
     width_ = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
-    sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * width_ * static_cast<int64_t>(sizeof(float))), 1, chunk_);
+    span_ = band_ + (g.kh - 1) * g.dh;
+    const int64_t f = sizeof(float);
+    sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * width_ * f), 1, chunk_);
+    sub_ = std::max<int64_t>(1, std::min(sub_, kCopyBytes / (span_ * width_ * f)));
   }
 
-  // The padded tile copies: one per thread.
-  uint64_t scratch_bytes() const { return static_cast<uint64_t>(threads_ * sub_ * g_.kh * width_) * sizeof(float); }
+  // The padded copies: one per thread.
+  uint64_t scratch_bytes() const { return static_cast<uint64_t>(threads_ * sub_ * span_ * width_) * sizeof(float); }
 
   Status run(const RunBuffers& b, KernelState*) const override {
     const float* x = static_cast<const float*>(b.in[0]);
@@ -194,36 +203,37 @@ class Conv2dSpatial : public Kernel {
 #pragma omp parallel for num_threads(threads_) schedule(dynamic) collapse(2)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t band = 0; band < bands; ++band) {
-        float* buf = copies + omp_get_thread_num() * sub_ * g.kh * width_;
+        float* buf = copies + omp_get_thread_num() * sub_ * span_ * width_;
         const float* image = x + n * g.c * g.h * g.w;
+        const int64_t oh0 = band * band_, oh1 = std::min(g.oh, oh0 + band_);
+        const int64_t rows = oh1 - oh0 + (g.kh - 1) * g.dh;  // input rows of the band from row oh0 − pt
         for (int64_t c0 = 0; c0 < g.c; c0 += chunk_) {
           const int64_t c_end = std::min(g.c, c0 + chunk_);
-          Tile t{};
-          for (int64_t oh = band * band_; oh < std::min(g.oh, (band + 1) * band_); ++oh) {
-            // Kernel rows i with 0 <= oh − pt + i·dh < h.
-            const int64_t top = oh - g.pt;
-            t.kh0 = top >= 0 ? 0 : (-top + g.dh - 1) / g.dh;
-            t.kh1 = top >= g.h ? 0 : std::min(g.kh, (g.h - 1 - top) / g.dh + 1);
-            t.kh1 = std::max(t.kh1, t.kh0);
-            for (int64_t tile = 0; tile < tiles; ++tile) {
-              const int64_t ow0 = tile * 16 * kNv;
-              const int nv = static_cast<int>(std::min<int64_t>(kNv, (g.ow - ow0 + 15) / 16));
-              for (int j = 0; j < kNv; ++j) t.store[j] = lanes(ow0 + 16 * j, 0, g.ow);
-              // In place when one kernel column reads only columns of the map.
-              const int64_t left = ow0 - g.pl;
-              const bool copy = g.kw > 1 || left < 0 || left + 16 * nv > g.w;
-              // Sub-chunks whose input stays in L1 while every output block reads it.
-              for (int64_t c1 = c0; c1 < c_end; c1 += sub_) {
-                t.channels = std::min(sub_, c_end - c1);
-                t.first = c1 == 0;
-                t.last = c1 + t.channels == g.c;
+          for (int64_t tile = 0; tile < tiles; ++tile) {
+            Tile t{};
+            const int64_t ow0 = tile * 16 * kNv;
+            const int nv = static_cast<int>(std::min<int64_t>(kNv, (g.ow - ow0 + 15) / 16));
+            for (int j = 0; j < kNv; ++j) t.store[j] = lanes(ow0 + 16 * j, 0, g.ow);
+            // In place when one kernel column reads only columns of the map.
+            const int64_t left = ow0 - g.pl;
+            const bool copy = g.kw > 1 || left < 0 || left + 16 * nv > g.w;
+            for (int64_t c1 = c0; c1 < c_end; c1 += sub_) {
+              t.channels = std::min(sub_, c_end - c1);
+              t.first = c1 == 0;
+              t.last = c1 + t.channels == g.c;
+              if (copy) copy_band(g, image + c1 * g.h * g.w, t.channels, oh0 - g.pt, rows, left, width_, buf);
+              for (int64_t oh = oh0; oh < oh1; ++oh) {
+                // Kernel rows i with 0 <= oh − pt + i·dh < h.
+                const int64_t top = oh - g.pt;
+                t.kh0 = top >= 0 ? 0 : (-top + g.dh - 1) / g.dh;
+                t.kh1 = top >= g.h ? 0 : std::min(g.kh, (g.h - 1 - top) / g.dh + 1);
+                t.kh1 = std::max(t.kh1, t.kh0);
                 if (t.kh0 == t.kh1) {
                   t.src = image;  // no row reads the map: bias (and residual) only
                 } else if (copy) {
-                  copy_tile(g, image + c1 * g.h * g.w, t.channels, top, left, t.kh0, t.kh1, width_, buf);
-                  t.src = buf + t.kh0 * width_;
-                  t.ch_stride = g.kh * width_;
-                  t.row_stride = width_;
+                  t.src = buf + (oh - oh0 + t.kh0 * g.dh) * width_;
+                  t.ch_stride = rows * width_;
+                  t.row_stride = g.dh * width_;
                 } else {
                   t.src = image + c1 * g.h * g.w + (top + t.kh0 * g.dh) * g.w + left;
                   t.ch_stride = g.h * g.w;
@@ -263,7 +273,7 @@ class Conv2dSpatial : public Kernel {
   const float* bias_;
   int threads_;
   std::vector<Block> blocks_;
-  int64_t band_ = 1, chunk_ = 1, sub_ = 1;
+  int64_t band_ = 1, chunk_ = 1, sub_ = 1, span_ = 1;
   int64_t width_ = 0;
 };
 

@@ -20,6 +20,7 @@ namespace atrous {
 
 extern const KernelDef kResizeOnednn;
 extern const KernelDef kResizeBlocked;
+extern const KernelDef kResizeRows;  // resize_rows.cpp: bilinear on plain NCHW, separable
 
 namespace {
 
@@ -116,6 +117,6 @@ const KernelDef kResizeRef = {"resize_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kResizeOp = {"Resize", 1, 2, 1, 1, check, infer, {&kResizeOnednn, &kResizeBlocked, &kResizeRef}, -1, false, /*shape_only_input=*/1};
+const OpDef kResizeOp = {"Resize", 1, 2, 1, 1, check, infer, {&kResizeOnednn, &kResizeBlocked, &kResizeRows, &kResizeRef}, -1, false, /*shape_only_input=*/1};
 
 }  // namespace atrous
