@@ -87,7 +87,7 @@ conv_case("conv_narrow_kx1_tail_res_relu", 2, 37, 23, 70, 21, (15, 1), pad=(7, 0
 conv_case("conv_narrow_1xk_dilated_nobias", 1, 9, 6, 33, 5, (1, 7), pad=(0, 9, 0, 9), dil=(1, 3), bias=False)
 conv_case("conv_narrow_3x3_channel_chunks", 1, 160, 4, 700, 21, 3, pad=(1, 1, 1, 1), residual=True)
 conv_case("conv_narrow_padding_rows", 1, 4, 5, 17, 3, 3, pad=(6, 2, 6, 0), residual=True)
-conv_case("conv_narrow_47_1x1", 2, 10, 3, 48, 47, 1)
+conv_case("conv_narrow_47_1x3", 2, 10, 3, 48, 47, (1, 3), pad=(0, 1, 0, 1))
 conv_case("conv_narrow_33_dilated_asym", 1, 12, 19, 16, 33, (3, 5), pad=(2, 4, 3, 1), dil=(2, 2), act="Relu")
 conv_case("conv_narrow_single_output", 1, 7, 9, 129, 1, (5, 3), pad=(2, 1, 2, 1))
 conv_case("conv_residual", 1, 16, 9, 9, 16, 3, pad=(1, 1, 1, 1), residual=True)
