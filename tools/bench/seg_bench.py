@@ -2,7 +2,7 @@
 """Semantic segmentation speed: Atrous against PyTorch eager, in one run.
 
     /usr/bin/python3 tools/bench/seg_bench.py [--atrous build/bin/atrous] [--threads 2] [--runs 7]
-                                              [--rounds 3] [--models deeplabv3,gcn] [--work /tmp/seg_bench]
+                                              [--rounds 3] [--models deeplabv3,gcn] [--work /tmp/atrous_seg_bench]
 
 For each model (torchvision's deeplabv3_resnet50 at 513x513, 21 classes, aux head
 dropped; the GCN network of tests/segmentation/gcn_net.py on torchvision's resnet50,
