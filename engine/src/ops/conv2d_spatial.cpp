@@ -4,14 +4,17 @@
 // oneDNN vectorises a convolution over output channels in blocks of 16, so 21
 // outputs fill 21 of 32 lanes, and its brgconv runs GCN's k×1 / 1×k and BR's 3×3
 // convolutions at 35-50 % of the FMA peak (docs/performance.md). Here a register
-// tile is OB ≤ 7 output channels × NV ≤ 4 vectors of 16 consecutive output columns
+// tile is OB ≤ 6 output channels × NV ≤ 4 vectors of 16 consecutive output columns
 // of one output row, in plain NCHW:
 //   acc[o][j] += w[o, c, kh, kw] · x[c, oh − pt + kh·dh, ow0 + 16j + kw·dw − pl + lane]
 // one broadcast weight per FMA and one input vector per NV FMAs of a channel tap.
-// Columns that fall in the padding are masked loads (zeros); rows that do are
-// skipped. Input channels run in chunks sized so that a band of output rows finds
-// its input rows in L2; partial sums go through the output. Bias, residual (which
-// may share the output's buffer) and ReLU are applied in the tile.
+// The inner loop's loads are never masked: a tile reads the input in place when one
+// kernel column reads only columns of the map, else a zero-padded copy of its band's
+// input rows; kernel rows that fall in the padding are skipped. A task is a band of up
+// to 16 output rows; input channels run in chunks whose band rows stay in L2, split into
+// sub-chunks whose rows for one output row stay in L1 while every output block reads
+// them; partial sums go through the output. Bias, residual (which may share the
+// output's buffer) and ReLU are applied in the tile.
 //
 // Takes stride 1, one group, no activation or ReLU, up to 48 output channels not a
 // multiple of 16, kernels larger than 1x1 reaching at most 257 rows and columns, output
@@ -20,7 +23,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "ops/op_registry.h"
 
@@ -148,6 +150,22 @@ __attribute__((target("avx512f"))) void copy_band(const Geometry& g, const float
     }
 }
 
+struct Block {
+  int64_t o0, size;  // first output channel, channels
+};
+
+// Output channels in blocks of at most kMaxOb, sizes differing by at most one (21: 6, 5, 5, 5).
+std::vector<Block> output_blocks(int64_t o) {
+  const int64_t n = (o + kMaxOb - 1) / kMaxOb;
+  std::vector<Block> blocks;
+  for (int64_t b = 0, o0 = 0; b < n; ++b) {
+    const int64_t size = o / n + (b < o % n ? 1 : 0);
+    blocks.push_back({o0, size});
+    o0 += size;
+  }
+  return blocks;
+}
+
 using TileFn = void (*)(const Geometry&, const Tile&);
 
 template <int OB>
@@ -169,25 +187,18 @@ TileFn pick(int ob, int nv) {
 class Conv2dSpatial : public Kernel {
  public:
   Conv2dSpatial(const Geometry& g, const float* packed, const float* bias, int threads)
-      : g_(g), packed_(packed), bias_(bias), threads_(threads) {
-    const int64_t blocks = (g.o + kMaxOb - 1) / kMaxOb;
-    for (int64_t b = 0, o0 = 0; b < blocks; ++b) {
-      const int64_t size = g.o / blocks + (b < g.o % blocks ? 1 : 0);
-      blocks_.push_back({o0, size});
-      o0 += size;
-    }
+      : g_(g), packed_(packed), bias_(bias), threads_(threads), blocks_(output_blocks(g.o)) {
     // Bands of up to 16 output rows share their input rows through L2; at least four
     // tasks per thread.
     band_ = std::clamp<int64_t>(g.oh * g.n / (4 * std::max(threads, 1)), 1, kMaxBandRows);
-    const int64_t span = (g.kh - 1) * g.dh + band_;  // input rows a band reads
-    chunk_ = std::clamp<int64_t>(kChunkBytes / (span * g.w * static_cast<int64_t>(sizeof(float))), 1, g.c);
+    span_ = band_ + (g.kh - 1) * g.dh;  // input rows a band reads
+    const int64_t f = sizeof(float);
+    chunk_ = std::clamp<int64_t>(kChunkBytes / (span_ * g.w * f), 1, g.c);
     chunk_ = std::max<int64_t>(chunk_, std::min<int64_t>(g.c, 16));
     // A band's padded copy for one tile: the band's input rows × (64 + (kw − 1)·dw)
     // columns per channel; sub-chunks of channels whose rows for one output row stay in
     // L1 while every output block reads them, and whose copy stays under kCopyBytes.
     width_ = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
-    span_ = band_ + (g.kh - 1) * g.dh;
-    const int64_t f = sizeof(float);
     sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * width_ * f), 1, chunk_);
     sub_ = std::max<int64_t>(1, std::min(sub_, kCopyBytes / (span_ * width_ * f)));
   }
@@ -265,16 +276,12 @@ class Conv2dSpatial : public Kernel {
 
   double flops() const override { return 2.0 * g_.n * g_.o * g_.oh * g_.ow * g_.c * g_.kh * g_.kw; }
   std::string detail() const override {
-    std::string s = std::to_string(blocks_.size()) + " output blocks of ≤ " + std::to_string(blocks_.front().size) +
-                    " channels, 64-column tiles, " + std::to_string(chunk_) + "-channel chunks of " +
-                    std::to_string(sub_);
-    return s;
+    return std::to_string(blocks_.size()) + " output blocks of ≤ " + std::to_string(blocks_.front().size) +
+           " channels, 64-column tiles, " + std::to_string(band_) + "-row bands, " + std::to_string(chunk_) +
+           "-channel chunks of " + std::to_string(sub_);
   }
 
  private:
-  struct Block {
-    int64_t o0, size;
-  };
   Geometry g_;
   const float* packed_;
   const float* bias_;
@@ -307,16 +314,14 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
              a.activation == fb::ActKind::Relu};
   // Pack [O, C, kh, kw] as output blocks of [C][kh][kw][block size].
   const float* src = static_cast<const float*>(ctx.constant[1]);
-  const int64_t taps = g.kh * g.kw, blocks = (g.o + kMaxOb - 1) / kMaxOb;
+  const int64_t taps = g.kh * g.kw;
   float* packed = static_cast<float*>(ctx.persistent(static_cast<uint64_t>(g.o * g.c * taps) * sizeof(float)));
   if (!packed) return out_of_memory("conv2d_spatial: no memory for the packed weights");
-  for (int64_t b = 0, o0 = 0; b < blocks; ++b) {
-    const int64_t size = g.o / blocks + (b < g.o % blocks ? 1 : 0);
-    float* dst = packed + o0 * g.c * taps;
+  for (const Block& b : output_blocks(g.o)) {
+    float* dst = packed + b.o0 * g.c * taps;
     for (int64_t c = 0; c < g.c; ++c)
       for (int64_t t = 0; t < taps; ++t)
-        for (int64_t o = 0; o < size; ++o) dst[(c * taps + t) * size + o] = src[((o0 + o) * g.c + c) * taps + t];
-    o0 += size;
+        for (int64_t o = 0; o < b.size; ++o) dst[(c * taps + t) * b.size + o] = src[((b.o0 + o) * g.c + c) * taps + t];
   }
   ctx.release_constant(src, static_cast<uint64_t>(g.o * g.c * taps) * sizeof(float));
   const float* bias = ctx.present.size() > 2 && ctx.present[2] ? static_cast<const float*>(ctx.constant[2]) : nullptr;
