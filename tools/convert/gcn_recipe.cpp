@@ -15,8 +15,9 @@
 // config `align_corners`). GCN(x) = conv_l2(conv_l1(x)) + conv_r2(conv_r1(x)) with k×1,
 // 1×k, 1×k, k×1 convs (bias, no BN or activation; k odd, read per block from the
 // weights); BR(x) = x + conv2(relu(conv1(x))) with 3×3 convs. At plan time the GCN
-// sum becomes conv_l2's oneDNN sum post-op (conv_r2's output is its residual) and
-// BR becomes two convs (ReLU and the residual add fused), all in blocked layout.
+// sum becomes conv_l2's fused residual (conv_r2's output) and BR becomes two convs
+// (ReLU and the residual add fused); the class-channel convs run conv2d_spatial in NCHW
+// where it takes them, oneDNN in its blocked layout elsewhere (docs/segmentation.md).
 #include "convert/resnet_backbone.h"
 
 namespace atrous::convert {
