@@ -65,7 +65,8 @@ struct Tile {
   bool first, last;
 };
 
-template <int OB, int NV>
+// KW > 0: the kernel width as a constant (the common 1 and 3, unrolled); 0: g.kw.
+template <int OB, int NV, int KW>
 __attribute__((target("avx512f"))) void tile_kernel(const Geometry& g, const Tile& t) {
   const int64_t plane_out = g.oh * g.ow;
   __m512 acc[OB][NV];
@@ -81,12 +82,13 @@ __attribute__((target("avx512f"))) void tile_kernel(const Geometry& g, const Til
       }
     }
   }
-  const int64_t kw = g.kw, dw = g.dw, wstride = g.kh * kw * OB;
+  const int64_t kw = KW > 0 ? KW : g.kw, dw = g.dw, wstride = g.kh * kw * OB;
   for (int64_t c = 0; c < t.channels; ++c) {
     const float* wc = t.wp + c * wstride;
     for (int64_t i = t.kh0; i < t.kh1; ++i) {
       const float* row = t.src + c * t.ch_stride + (i - t.kh0) * t.row_stride;
       const float* wk = wc + i * kw * OB;
+#pragma GCC unroll 3
       for (int64_t k = 0; k < kw; ++k) {
         const float* s = row + k * dw;
         __m512 v[NV];
@@ -168,20 +170,26 @@ std::vector<Block> output_blocks(int64_t o) {
 
 using TileFn = void (*)(const Geometry&, const Tile&);
 
-template <int OB>
+template <int OB, int KW>
 constexpr TileFn pick_nv(int nv) {
-  return nv == 1 ? tile_kernel<OB, 1> : nv == 2 ? tile_kernel<OB, 2> : nv == 3 ? tile_kernel<OB, 3> : tile_kernel<OB, 4>;
+  return nv == 1 ? tile_kernel<OB, 1, KW> : nv == 2 ? tile_kernel<OB, 2, KW> : nv == 3 ? tile_kernel<OB, 3, KW> : tile_kernel<OB, 4, KW>;
 }
 
-TileFn pick(int ob, int nv) {
+template <int KW>
+TileFn pick_ob(int ob, int nv) {
   switch (ob) {
-    case 1: return pick_nv<1>(nv);
-    case 2: return pick_nv<2>(nv);
-    case 3: return pick_nv<3>(nv);
-    case 4: return pick_nv<4>(nv);
-    case 5: return pick_nv<5>(nv);
-    default: return pick_nv<6>(nv);
+    case 1: return pick_nv<1, KW>(nv);
+    case 2: return pick_nv<2, KW>(nv);
+    case 3: return pick_nv<3, KW>(nv);
+    case 4: return pick_nv<4, KW>(nv);
+    case 5: return pick_nv<5, KW>(nv);
+    default: return pick_nv<6, KW>(nv);
   }
+}
+
+// The tile kernel for `ob` output channels, `nv` vectors and kernel width `kw`.
+TileFn pick(int ob, int nv, int64_t kw) {
+  return kw == 1 ? pick_ob<1>(ob, nv) : kw == 3 ? pick_ob<3>(ob, nv) : pick_ob<0>(ob, nv);
 }
 
 class Conv2dSpatial : public Kernel {
@@ -263,7 +271,7 @@ class Conv2dSpatial : public Kernel {
                   const int64_t at = (n * g.o + blk.o0) * plane_out + oh * g.ow + ow0;
                   t.res = res ? res + at : nullptr;
                   t.dst = y + at;
-                  pick(static_cast<int>(blk.size), nv)(g, t);
+                  pick(static_cast<int>(blk.size), nv, g.kw)(g, t);
                 }
               }
             }
