@@ -41,7 +41,7 @@ constexpr int kMaxOut = 48;   // wider outputs fill oneDNN's 16-lane blocks well
 constexpr int64_t kMaxBandRows = 16;  // output rows per task (fewer on small maps)
 constexpr int64_t kChunkBytes = 768 << 10;    // input rows of one channel chunk and band (L2)
 constexpr int64_t kSubChunkBytes = 24 << 10;  // input of one tile and sub-chunk (L1)
-constexpr int64_t kCopyBytes = 1 << 20;        // per thread: a band's padded copy
+constexpr int64_t kCopyBytes = 1 << 20;        // per thread: a band's padded copy (L2)
 
 struct Geometry {
   int64_t n, c, h, w, o, oh, ow, kh, kw, dh, dw, pt, pl;
@@ -201,18 +201,32 @@ class Conv2dSpatial : public Kernel {
     band_ = std::clamp<int64_t>(g.oh * g.n / (4 * std::max(threads, 1)), 1, kMaxBandRows);
     span_ = band_ + (g.kh - 1) * g.dh;  // input rows a band reads
     const int64_t f = sizeof(float);
-    chunk_ = std::clamp<int64_t>(kChunkBytes / (span_ * g.w * f), 1, g.c);
-    chunk_ = std::max<int64_t>(chunk_, std::min<int64_t>(g.c, 16));
-    // A band's padded copy for one tile: the band's input rows × (64 + (kw − 1)·dw)
-    // columns per channel; sub-chunks of channels whose rows for one output row stay in
-    // L1 while every output block reads them, and whose copy stays under kCopyBytes.
-    width_ = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
-    sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * width_ * f), 1, chunk_);
-    sub_ = std::max<int64_t>(1, std::min(sub_, kCopyBytes / (span_ * width_ * f)));
+    // What one tile reads of an input row: 64 + (kw − 1)·dw columns.
+    const int64_t tile_width = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
+    // A kernel wider than one column reads a padded copy for every tile: copy the band's
+    // rows once per channel chunk, all columns (from −pl), while one channel's band stays
+    // under kCopyBytes. Otherwise (and for kw = 1's edge tiles) a tile copies its own
+    // columns, per sub-chunk.
+    const int64_t tiles = (g.ow + 16 * kNv - 1) / (16 * kNv);
+    const int64_t row_width = (tiles * 16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
+    row_copy_ = g.kw > 1 && span_ * row_width * f <= kCopyBytes;
+    if (row_copy_) {
+      width_ = row_width;
+      chunk_ = std::clamp<int64_t>(kCopyBytes / (span_ * width_ * f), 1, g.c);
+    } else {
+      width_ = tile_width;
+      chunk_ = std::clamp<int64_t>(kChunkBytes / (span_ * g.w * f), 1, g.c);
+      chunk_ = std::max<int64_t>(chunk_, std::min<int64_t>(g.c, 16));
+    }
+    // Sub-chunks of channels whose rows for one output row and tile stay in L1 while every
+    // output block reads them; a tile's own copy stays under kCopyBytes.
+    sub_ = std::clamp<int64_t>(kSubChunkBytes / (g.kh * tile_width * f), 1, chunk_);
+    if (!row_copy_) sub_ = std::max<int64_t>(1, std::min(sub_, kCopyBytes / (span_ * width_ * f)));
+    copy_floats_ = (row_copy_ ? chunk_ : sub_) * span_ * width_;
   }
 
   // The padded copies: one per thread.
-  uint64_t scratch_bytes() const { return static_cast<uint64_t>(threads_ * sub_ * span_ * width_) * sizeof(float); }
+  uint64_t scratch_bytes() const { return static_cast<uint64_t>(threads_ * copy_floats_) * sizeof(float); }
 
   Status run(const RunBuffers& b, KernelState*) const override {
     const float* x = static_cast<const float*>(b.in[0]);
@@ -226,12 +240,14 @@ class Conv2dSpatial : public Kernel {
 #pragma omp parallel for num_threads(threads_) schedule(dynamic) collapse(2)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t band = 0; band < bands; ++band) {
-        float* buf = copies + omp_get_thread_num() * sub_ * span_ * width_;
+        float* buf = copies + omp_get_thread_num() * copy_floats_;
         const float* image = x + n * g.c * g.h * g.w;
         const int64_t oh0 = band * band_, oh1 = std::min(g.oh, oh0 + band_);
         const int64_t rows = oh1 - oh0 + (g.kh - 1) * g.dh;  // input rows of the band from row oh0 − pt
         for (int64_t c0 = 0; c0 < g.c; c0 += chunk_) {
           const int64_t c_end = std::min(g.c, c0 + chunk_);
+          // Buffer column j holds input column j − pl.
+          if (row_copy_) copy_band(g, image + c0 * g.h * g.w, c_end - c0, oh0 - g.pt, rows, -g.pl, width_, width_, buf);
           for (int64_t tile = 0; tile < tiles; ++tile) {
             Tile t{};
             const int64_t ow0 = tile * 16 * kNv;
@@ -239,12 +255,12 @@ class Conv2dSpatial : public Kernel {
             for (int j = 0; j < kNv; ++j) t.store[j] = lanes(ow0 + 16 * j, 0, g.ow);
             // In place when one kernel column reads only columns of the map.
             const int64_t left = ow0 - g.pl;
-            const bool copy = g.kw > 1 || left < 0 || left + 16 * nv > g.w;
+            const bool tile_copy = !row_copy_ && (g.kw > 1 || left < 0 || left + 16 * nv > g.w);
             for (int64_t c1 = c0; c1 < c_end; c1 += sub_) {
               t.channels = std::min(sub_, c_end - c1);
               t.first = c1 == 0;
               t.last = c1 + t.channels == g.c;
-              if (copy) {
+              if (tile_copy) {
                 const int64_t cols = (16 * nv + (g.kw - 1) * g.dw + 15) / 16 * 16;  // what the tile reads
                 copy_band(g, image + c1 * g.h * g.w, t.channels, oh0 - g.pt, rows, left, cols, width_, buf);
               }
@@ -256,8 +272,9 @@ class Conv2dSpatial : public Kernel {
                 t.kh1 = std::max(t.kh1, t.kh0);
                 if (t.kh0 == t.kh1) {
                   t.src = image;  // no row reads the map: bias (and residual) only
-                } else if (copy) {
+                } else if (row_copy_ || tile_copy) {
                   t.src = buf + (oh - oh0 + t.kh0 * g.dh) * width_;
+                  if (row_copy_) t.src += (c1 - c0) * rows * width_ + ow0;
                   t.ch_stride = rows * width_;
                   t.row_stride = g.dh * width_;
                 } else {
@@ -286,7 +303,7 @@ class Conv2dSpatial : public Kernel {
   std::string detail() const override {
     return std::to_string(blocks_.size()) + " output blocks of ≤ " + std::to_string(blocks_.front().size) +
            " channels, 64-column tiles, " + std::to_string(band_) + "-row bands, " + std::to_string(chunk_) +
-           "-channel chunks of " + std::to_string(sub_);
+           "-channel chunks of " + std::to_string(sub_) + (row_copy_ ? ", band rows copied per chunk" : "");
   }
 
  private:
@@ -296,7 +313,9 @@ class Conv2dSpatial : public Kernel {
   int threads_;
   std::vector<Block> blocks_;
   int64_t band_ = 1, chunk_ = 1, sub_ = 1, span_ = 1;
-  int64_t width_ = 0;
+  int64_t width_ = 0;        // floats per row of a padded copy
+  bool row_copy_ = false;    // whole band rows copied per chunk (else per tile)
+  int64_t copy_floats_ = 0;  // one thread's copy
 };
 
 Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
