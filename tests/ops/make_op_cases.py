@@ -123,6 +123,47 @@ def fused_chain():
 
 fused_chain()
 
+# ---- BoundaryRefinement ---------------------------------------------------------
+# y = x + conv2(relu(conv1(x))), "same" padding: as a node of its own (both kernels), and
+# as the Conv2d → ReLU → Conv2d → Add it is fused from (with the fused kernel allowed).
+def br_case(name, n, c, h, w, m, k1, k2, b1=True, b2=True, separate=False):
+    k1h, k1w = (k1, k1) if isinstance(k1, int) else k1
+    k2h, k2w = (k2, k2) if isinstance(k2, int) else k2
+    x = rnd(n, c, h, w)
+    w1 = rnd(m, c, k1h, k1w, scale=(1.0 / (c * k1h * k1w)) ** 0.5)
+    w2 = rnd(c, m, k2h, k2w, scale=(1.0 / (m * k2h * k2w)) ** 0.5)
+    bias1 = rnd(m) if b1 else None
+    bias2 = rnd(c) if b2 else None
+    t = F.relu(F.conv2d(x, w1, bias1, padding=(k1h // 2, k1w // 2)))
+    y = x + F.conv2d(t, w2, bias2, padding=(k2h // 2, k2w // 2))
+    consts = {"w1": w1, "w2": w2}
+    if b1:
+        consts["b1"] = bias1
+    if b2:
+        consts["b2"] = bias2
+    if separate:
+        def same(k):
+            return {"pad_top": k[0] // 2, "pad_bottom": k[0] // 2, "pad_left": k[1] // 2, "pad_right": k[1] // 2}
+        nodes = [node("conv1", "Conv2d", ["x", "w1", "b1" if b1 else None], same((k1h, k1w)), ["c1"]),
+                 node("relu", "Unary", ["c1"], {"kind": "Relu"}, ["r1"]),
+                 node("conv2", "Conv2d", ["r1", "w2", "b2" if b2 else None], same((k2h, k2w)), ["c2"]),
+                 node("add", "Binary", ["x", "c2"], {"kind": "Add"}, ["y"])]
+    else:
+        nodes = [node("br", "BoundaryRefinement", ["x", "w1", "w2", "b1" if b1 else None, "b2" if b2 else None], {},
+                      ["y"])]
+    W.case(name, nodes, {"x": x}, consts, {"y": y}, op="BoundaryRefinement")
+
+
+br_case("br_gcn_21", 1, 21, 37, 70, 21, 3, 3)                        # tiles of 64 and a 6-column tail
+br_case("br_tall_map", 1, 5, 150, 17, 7, 3, 3, b1=False)             # strips, bands, conv1 rows carried over
+br_case("br_kernels_5x3_3x5", 2, 9, 23, 33, 13, (5, 3), (3, 5), b2=False)
+br_case("br_1x1_then_7x7", 1, 3, 19, 40, 47, 1, 7)
+br_case("br_one_row", 1, 4, 1, 20, 2, 3, 3)
+br_case("br_narrow_map_ref", 1, 6, 9, 10, 6, 3, 3)                   # under 16 columns: the reference kernel
+br_case("br_16_channels_ref", 1, 16, 7, 18, 5, 3, 3)                 # 16 channels: the reference kernel
+br_case("br_from_convs", 1, 21, 29, 35, 21, 3, 3, separate=True)
+br_case("br_from_convs_nobias", 2, 11, 18, 66, 19, 5, 3, b1=False, b2=False, separate=True)
+
 # ---- Unary --------------------------------------------------------------------
 for act, fn in ACT.items():
     x = rnd(2, 3, 5, 7) * 3

@@ -161,5 +161,6 @@ TEST_CASE("Softmax matches PyTorch", "[ops]") { run_op_cases("Softmax"); }
 TEST_CASE("Reshape matches PyTorch", "[ops]") { run_op_cases("Reshape"); }
 TEST_CASE("Transpose matches PyTorch", "[ops]") { run_op_cases("Transpose"); }
 TEST_CASE("Argmax matches PyTorch", "[ops]") { run_op_cases("Argmax"); }
+TEST_CASE("BoundaryRefinement matches PyTorch", "[ops]") { run_op_cases("BoundaryRefinement"); }
 
 }  // namespace atrous::test

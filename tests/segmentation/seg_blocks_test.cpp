@@ -4,8 +4,9 @@
 // blocked layouts) and with reference kernels only. Then the plans are checked:
 // BatchNorm and ReLU fold into the convs, a rate beyond the map costs one tap, the
 // GCN branch sum is the residual (oneDNN's sum post-op) of one branch's last conv, BR is
-// two convs. The 19- and 21-class convs of the GCN and BR cases run conv2d_spatial
-// (plain layout); with it excluded, oneDNN keeps its blocked layout from block to block.
+// one fused pass (boundary_refinement_fused) or, without it, two convs. The 19- and
+// 21-class convs of the GCN cases run conv2d_spatial (plain layout); with both excluded,
+// oneDNN keeps its blocked layout from block to block.
 #include <algorithm>
 
 #include "test_util.h"
@@ -42,7 +43,7 @@ Ran run_case(const std::string& name, const std::vector<std::string>& excluded =
   return r;
 }
 
-const std::vector<std::string> kOnednnOnly = {"conv2d_spatial"};
+const std::vector<std::string> kOnednnOnly = {"conv2d_spatial", "boundary_refinement_fused"};
 
 std::string describe(const PlanInfo& p) {
   std::string s;
@@ -161,10 +162,11 @@ TEST_CASE("GCN block: the branch sum is fused as the residual of one branch's la
   }
 }
 
-TEST_CASE("Boundary Refinement: two convs with the ReLU and the residual add fused", "[segmentation][blocks][br]") {
+TEST_CASE("Boundary Refinement: one fused pass, or two convs with the ReLU and the residual add fused",
+          "[segmentation][blocks][br]") {
   for (bool onednn_only : {false, true}) {
     const std::vector<std::string> excluded = onednn_only ? kOnednnOnly : std::vector<std::string>{};
-    INFO((onednn_only ? "without conv2d_spatial" : "default kernels"));
+    INFO((onednn_only ? "without conv2d_spatial and boundary_refinement_fused" : "default kernels"));
     // A 15-column map: oneDNN's kernels either way.
     Ran r = run_case("br_plain_input", excluded);
     const PlanInfo& p = r.fast.plan;
@@ -176,12 +178,22 @@ TEST_CASE("Boundary Refinement: two convs with the ReLU and the residual add fus
 
     Ran g = run_case("gcn_then_br", excluded);
     INFO("plan:" << describe(g.fast.plan));
-    // pre, l1, r1, r2, l2 (+gcm), brm.conv1 (+relu), brm.conv2 (+brm); + pre's reorder
-    CHECK(g.fast.plan.steps.size() - static_cast<size_t>(count_op(g.fast.plan, "Reorder")) == 7);
+    // pre, l1, r1, r2, l2 (+gcm), then brm.conv1 (+relu) and brm.conv2 (+brm), or one
+    // BoundaryRefinement step for all four; + pre's reorder
+    CHECK(g.fast.plan.steps.size() - static_cast<size_t>(count_op(g.fast.plan, "Reorder")) == (onednn_only ? 7u : 6u));
     CHECK(count_op(g.fast.plan, "Binary") == 0);
     CHECK(count_op(g.fast.plan, "Unary") == 0);
-    if (onednn_only) check_blocked_until_output(g.fast.plan);
-    else check_spatial(g.fast.plan, {"gcm.conv_l1", "gcm.conv_r1", "gcm.conv_r2", "gcm.conv_l2", "brm.conv1", "brm.conv2"});
+    if (onednn_only) {
+      check_blocked_until_output(g.fast.plan);
+      CHECK(count_op(g.fast.plan, "BoundaryRefinement") == 0);
+    } else {
+      check_spatial(g.fast.plan, {"gcm.conv_l1", "gcm.conv_r1", "gcm.conv_r2", "gcm.conv_l2"});
+      const StepInfo* br = step_named(g.fast.plan, "brm.conv1");
+      REQUIRE(br != nullptr);
+      CHECK(br->op == "BoundaryRefinement");
+      CHECK(br->kernel == "boundary_refinement_fused");
+      for (const char* f : {"brm.relu", "brm.conv2", "brm"}) CHECK(fused_into(br, f));
+    }
   }
 }
 

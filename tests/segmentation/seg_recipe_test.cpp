@@ -170,7 +170,8 @@ TEST_CASE("gcn: metadata and per-stage kernel sizes come from the weights", "[se
 
 // With oneDNN's kernels only, the network keeps their layouts throughout. By default the
 // class-channel convs of the head on maps at least 16 columns wide (here from layer2's
-// 20x28 on) run conv2d_spatial in plain NCHW, and every reorder feeds one of them.
+// 20x28 on) run in plain NCHW: the GCN convs on conv2d_spatial, each BR block as one
+// boundary_refinement_fused step; every reorder feeds one of them.
 TEST_CASE("gcn: oneDNN's layouts through the network, or a plain head with conv2d_spatial", "[segmentation][recipes]") {
   json m = manifest();
   const json* c = find_case(m, "gcn_resnet18");
@@ -180,35 +181,38 @@ TEST_CASE("gcn: oneDNN's layouts through the network, or a plain head with conv2
   for (bool onednn_only : {true, false}) {
     atrous::SessionOptions so;
     so.threads = 2;
-    if (onednn_only) so.excluded_kernels = {"conv2d_spatial"};
+    if (onednn_only) so.excluded_kernels = {"conv2d_spatial", "boundary_refinement_fused"};
     auto s = atrous::Session::create(*model, so);
     REQUIRE(s.ok());
     REQUIRE((*s)->reshape({{1, 3, 160, 224}}).ok());
     atrous::PlanInfo p = *(*s)->plan_info();
     std::string plan;
     for (const auto& st : p.steps) plan += "\n  " + st.op + " " + st.node + " [" + st.kernel + "] -> " + st.output_layouts.at(0);
-    INFO((onednn_only ? "without conv2d_spatial" : "default kernels") << " plan:" << plan);
-    int resizes = 0, binaries = 0, reorders = 0, spatial = 0;
+    INFO((onednn_only ? "without conv2d_spatial and boundary_refinement_fused" : "default kernels") << " plan:" << plan);
+    int resizes = 0, binaries = 0, reorders = 0, spatial = 0, br = 0;
     for (const auto& st : p.steps) {
       CHECK(st.op != "BatchNorm");
       reorders += st.op == "Reorder";
       spatial += st.kernel == "conv2d_spatial";
+      br += st.kernel == "boundary_refinement_fused";
       if (st.op == "Resize") {
         ++resizes;
         // bilinear, align_corners=true, on the convs' layout
         if (onednn_only) CHECK(st.kernel == "resize_blocked");
       }
       if (st.op == "Binary") ++binaries;
-      const bool head = st.node.rfind("gcm", 0) == 0 || st.node.rfind("brm", 0) == 0;
       if (onednn_only && &st != &p.steps.back()) CHECK(st.output_layouts.at(0) != "plain");
-      if (st.kernel == "conv2d_spatial") CHECK(head);
-      if (st.op == "Reorder") CHECK((&st + 1)->kernel == "conv2d_spatial");
+      if (st.kernel == "conv2d_spatial") CHECK(st.node.rfind("gcm", 0) == 0);
+      if (st.kernel == "boundary_refinement_fused") CHECK((st.node.rfind("brm", 0) == 0 && st.op == "BoundaryRefinement"));
+      if (st.op == "Reorder")
+        CHECK(((&st + 1)->kernel == "conv2d_spatial" || (&st + 1)->kernel == "boundary_refinement_fused"));
     }
     CHECK(resizes == 5);
     CHECK(binaries == 3);  // up + g at three stages; every GCN sum and BR residual is a conv post-op
     if (onednn_only) CHECK(reorders == 0);
-    // gcm3-4 and brm3, brm4, brm6-9
-    CHECK(spatial == (onednn_only ? 0 : 2 * 4 + 6 * 2));
+    // gcm3-4 (four convs each); brm3, brm4, brm6-9
+    CHECK(spatial == (onednn_only ? 0 : 2 * 4));
+    CHECK(br == (onednn_only ? 0 : 6));
   }
 }
 

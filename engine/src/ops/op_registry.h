@@ -110,7 +110,8 @@ struct OpDef {
   X(S4D)             \
   X(WindowAttention) \
   X(FeedForward)     \
-  X(PromptEncoding)
+  X(PromptEncoding)  \
+  X(BoundaryRefinement)
 
 
 #define ATROUS_DECLARE_OP(name) extern const OpDef k##name##Op;

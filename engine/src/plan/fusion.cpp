@@ -2,12 +2,16 @@
 //   Conv2d → BatchNorm          weights and bias folded (BN eps honoured)
 //   Conv2d → Binary(Add, x)     x becomes the conv's residual input (oneDNN sum post-op)
 //   Conv2d/Linear → Unary(act)  the activation becomes the conv's post-op
+//   Conv2d(ReLU) → Conv2d(residual = the first conv's input)
+//                               one BoundaryRefinement node, when boundary_refinement_fused
+//                               takes it (GCN's BR block, after the rewrites above)
 // A rewrite applies only when the conv's output has that single consumer and is
 // not a graph output. The merged node takes the consumer's place in the node
 // order, which keeps the order topological (all its inputs come before it).
 #include <cmath>
 
 #include "plan/fusion.h"
+#include "ops/boundary_refinement.h"
 #include "ops/op_registry.h"
 #include "runtime/model_impl.h"
 
@@ -62,8 +66,10 @@ void merge_into(ir::Graph& g, int from, int to, std::vector<std::vector<std::str
   ir::Node merged = std::move(g.nodes[static_cast<size_t>(from)]);
   merged.outputs = g.nodes[static_cast<size_t>(to)].outputs;
   for (int o : merged.outputs) g.values[static_cast<size_t>(o)].producer = to;
-  fused[static_cast<size_t>(to)] = fused[static_cast<size_t>(from)];
-  fused[static_cast<size_t>(to)].push_back(g.nodes[static_cast<size_t>(to)].name);
+  std::vector<std::string> names = fused[static_cast<size_t>(from)];
+  names.push_back(g.nodes[static_cast<size_t>(to)].name);
+  for (std::string& f : fused[static_cast<size_t>(to)]) names.push_back(std::move(f));  // what `to` had merged
+  fused[static_cast<size_t>(to)] = std::move(names);
   g.nodes[static_cast<size_t>(to)] = std::move(merged);
   g.nodes.erase(g.nodes.begin() + from);
   fused.erase(fused.begin() + from);
@@ -112,10 +118,44 @@ Status fold_batchnorm(ir::Graph& g, const internal::ModelImpl& model, int conv_i
   return Status::Ok();
 }
 
+// A stride-1, dense, ungrouped conv with "same" padding of an odd kernel and constant
+// weights and bias: a BR conv.
+bool same_conv(const ir::Graph& g, const ir::Node& n) {
+  const fb::Conv2dT& a = *n.op.AsConv2d();
+  const Shape& w = g.values[static_cast<size_t>(n.inputs[1])].shape;
+  if (a.stride_h != 1 || a.stride_w != 1 || a.dilation_h != 1 || a.dilation_w != 1 || a.groups != 1) return false;
+  if (w.size() != 4 || w[2] % 2 == 0 || w[3] % 2 == 0) return false;
+  const int64_t ph = (w[2] - 1) / 2, pw = (w[3] - 1) / 2;
+  if (a.pad_top != ph || a.pad_bottom != ph || a.pad_left != pw || a.pad_right != pw) return false;
+  return is_constant(g, n.inputs[1]) && (n.inputs.size() < 3 || n.inputs[2] < 0 || is_constant(g, n.inputs[2]));
+}
+
+// conv1 = Conv2d(x) with ReLU and conv2 = Conv2d(conv1) + x, both same_conv, and
+// boundary_refinement_fused takes their sizes: the BoundaryRefinement node's inputs.
+bool boundary_refinement(const ir::Graph& g, const ir::Node& conv1, const ir::Node& conv2, std::vector<int>* inputs) {
+  const fb::Conv2dT& a1 = *conv1.op.AsConv2d();
+  const fb::Conv2dT& a2 = *conv2.op.AsConv2d();
+  const int x = conv1.inputs[0];
+  if (a1.activation != fb::ActKind::Relu || a2.activation != fb::ActKind::None) return false;
+  if (conv1.inputs.size() > 3 && conv1.inputs[3] >= 0) return false;
+  if (conv2.inputs[0] != conv1.outputs[0] || conv2.inputs.size() < 4 || conv2.inputs[3] != x) return false;
+  if (!same_conv(g, conv1) || !same_conv(g, conv2)) return false;
+  const Shape& xs = g.values[static_cast<size_t>(x)].shape;
+  const Shape& w1 = g.values[static_cast<size_t>(conv1.inputs[1])].shape;
+  const Shape& w2 = g.values[static_cast<size_t>(conv2.inputs[1])].shape;
+  if (xs.size() != 4 || g.values[static_cast<size_t>(x)].dtype != DType::kF32 || w2[0] != xs[1]) return false;
+  if (!boundary_refinement_fused_declines({xs[1], w1[0], xs[2], xs[3], w1[2], w1[3], w2[2], w2[3]}).empty()) return false;
+  auto bias = [](const ir::Node& n) { return n.inputs.size() > 2 ? n.inputs[2] : -1; };
+  *inputs = {x, conv1.inputs[1], conv2.inputs[1], bias(conv1), bias(conv2)};
+  return true;
+}
+
 }  // namespace
 
-Status fuse_graph(ir::Graph& g, const internal::ModelImpl& model, std::vector<std::vector<std::string>>* fused) {
+Status fuse_graph(ir::Graph& g, const internal::ModelImpl& model, const std::function<bool(const std::string&)>& kernel_allowed,
+                  std::vector<std::vector<std::string>>* fused) {
   fused->assign(g.nodes.size(), {});
+  const bool fuse_br = kernel_allowed("boundary_refinement_fused");
   bool changed = true;
   while (changed) {
     changed = false;
@@ -130,7 +170,13 @@ Status fuse_graph(ir::Graph& g, const internal::ModelImpl& model, std::vector<st
       ir::Node& next = g.nodes[static_cast<size_t>(c)];
       bool has_residual = is_conv && node.inputs.size() > 3 && node.inputs[3] >= 0;
       fb::ActKind act = is_conv ? node.op.AsConv2d()->activation : node.op.AsLinear()->activation;
-      if (is_conv && next.op.type == fb::Op::BatchNorm && next.inputs[0] == node.outputs[0] &&
+      std::vector<int> br_inputs;
+      if (fuse_br && is_conv && next.op.type == fb::Op::Conv2d && boundary_refinement(g, node, next, &br_inputs)) {
+        node.op.Set(fb::BoundaryRefinementT{});
+        node.inputs = br_inputs;
+        merge_into(g, n, c, *fused);
+        changed = true;
+      } else if (is_conv && next.op.type == fb::Op::BatchNorm && next.inputs[0] == node.outputs[0] &&
           act == fb::ActKind::None && !has_residual && is_constant(g, node.inputs[1]) &&
           (node.inputs.size() < 3 || node.inputs[2] < 0 || is_constant(g, node.inputs[2])) &&
           is_constant(g, next.inputs[1]) && is_constant(g, next.inputs[2]) && is_constant(g, next.inputs[3]) &&

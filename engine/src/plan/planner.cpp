@@ -145,7 +145,10 @@ Result<std::shared_ptr<const Plan>> build_plan(const internal::ModelImpl& model,
   const size_t num_real_outputs = g->outputs.size();
   for (int v : exposed) g->outputs.push_back(v);
   std::vector<std::vector<std::string>> fused(g->nodes.size());
-  if (opts.fuse && !opts.reference_only) ATROUS_RETURN_IF_ERROR(fuse_graph(*g, model, &fused));
+  auto kernel_allowed = [&](const std::string& name) {
+    return (opts.allowed_kernels.empty() || in_list(opts.allowed_kernels, name.c_str())) && !in_list(opts.excluded_kernels, name.c_str());
+  };
+  if (opts.fuse && !opts.reference_only) ATROUS_RETURN_IF_ERROR(fuse_graph(*g, model, kernel_allowed, &fused));
 
   auto plan = std::make_shared<Plan>();
   plan->graph_index = graph_index;
