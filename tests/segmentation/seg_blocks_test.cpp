@@ -188,7 +188,7 @@ TEST_CASE("Boundary Refinement: one fused pass, or two convs with the ReLU and t
       CHECK(count_op(g.fast.plan, "BoundaryRefinement") == 0);
     } else {
       check_spatial(g.fast.plan, {"gcm.conv_l1", "gcm.conv_r1", "gcm.conv_r2", "gcm.conv_l2"});
-      const StepInfo* br = step_named(g.fast.plan, "brm.conv1");
+      const StepInfo* br = step_named(g.fast.plan, "brm");  // named after the block
       REQUIRE(br != nullptr);
       CHECK(br->op == "BoundaryRefinement");
       CHECK(br->kernel == "boundary_refinement_fused");

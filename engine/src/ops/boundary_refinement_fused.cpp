@@ -122,16 +122,23 @@ class BoundaryRefinementFused : public Kernel {
         if (row >= 0 && row < s_.h) continue;
         for (int64_t ch = 0; ch < s_.m; ++ch) std::memset(tb + ch * tplane + i * c2_.width, 0, static_cast<size_t>(c2_.width) * sizeof(float));
       }
+      const int64_t xtop = ta - p1h, xrows = te - ta + 2 * p1h;  // x rows copied for them
       if (ta < te) {
-        const int64_t xrows = te - ta + 2 * p1h;
-        copy_band(c1_.g, x, s_.c, ta - p1h, xrows, -p1w, c1_.width, c1_.width, xb);
+        copy_band(c1_.g, x, s_.c, xtop, xrows, -p1w, c1_.width, c1_.width, xb);
         // Kernel row i of output row r reads input row r − p1h + i: buffer row r − ta + i.
-        convolve(c1_, xb, xrows * c1_.width, ta, te, [&](int64_t row) { return (row - ta) * c1_.width; }, nullptr,
+        convolve(c1_, xb, xrows * c1_.width, ta, te, [&](int64_t row) { return (row - ta) * c1_.width; }, nullptr, 0,
                  [&](int64_t row, int64_t o0) { return tb + o0 * tplane + (row - r0 + p2h) * c2_.width + p2w; }, tplane);
       }
-      convolve(c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
-               [&](int64_t row, int64_t o0) { return x + o0 * plane + row * s_.w; },
-               [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
+      // The residual: from the band's copy of x when it holds rows [r0, r1) (conv2's
+      // kernel no taller than conv1's, as in GCN), else from x.
+      if (ta < te && xtop <= r0 && r1 <= xtop + xrows)
+        convolve(c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
+                 [&](int64_t row, int64_t o0) { return xb + o0 * xrows * c1_.width + (row - xtop) * c1_.width + p1w; },
+                 xrows * c1_.width, [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
+      else
+        convolve(c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
+                 [&](int64_t row, int64_t o0) { return x + o0 * plane + row * s_.w; }, plane,
+                 [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
       if (r1 < s1 && p2h > 0)
         for (int64_t ch = 0; ch < s_.m; ++ch)
           std::memmove(tb + ch * tplane, tb + ch * tplane + (r1 - r0) * c2_.width,
@@ -142,10 +149,10 @@ class BoundaryRefinementFused : public Kernel {
   // Output rows [r0, r1) of one convolution, reading src (channel c at c·ch_stride, output
   // row r's first kernel row at src_row(r), column j ↔ output column j) and writing
   // out(row, o0) (column 0 of that row of output channel o0; channels `plane` apart), with
-  // the residual at res(row, o0) when given.
+  // the residual at res(row, o0) (channels `res_plane` apart) when given.
   template <class SrcRow, class Res, class Out>
   void convolve(const Conv& cv, const float* src, int64_t ch_stride, int64_t r0, int64_t r1, SrcRow src_row, Res res,
-                Out out, int64_t plane) const {
+                int64_t res_plane, Out out, int64_t plane) const {
     const Geometry& g = cv.g;
     const int64_t tiles = (s_.w + 63) / 64;
     for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -158,6 +165,7 @@ class BoundaryRefinementFused : public Kernel {
       t.kh0 = 0;
       t.kh1 = g.kh;  // rows outside the map read the buffers' zero rows
       t.plane = plane;
+      t.res_plane = res_plane;
       for (int64_t c1 = 0; c1 < g.c; c1 += cv.sub) {
         t.channels = std::min(cv.sub, g.c - c1);
         t.first = c1 == 0;

@@ -134,7 +134,7 @@ class Conv2dSpatial : public Kernel {
                   const int64_t at = (n * g.o + blk.o0) * plane_out + oh * g.ow + ow0;
                   t.res = res ? res + at : nullptr;
                   t.dst = y + at;
-                  t.plane = plane_out;
+                  t.plane = t.res_plane = plane_out;
                   pick(static_cast<int>(blk.size), nv, g.kw)(g, t);
                 }
               }

@@ -41,7 +41,8 @@ struct Tile {
   const float* bias;             // of this block, or null
   const float* res;              // residual at (o0, oh, ow0), or null
   float* dst;                    // output at (o0, oh, ow0)
-  int64_t plane;                 // floats between output (and residual) channels
+  int64_t plane;                 // floats between output channels
+  int64_t res_plane;             // floats between residual channels
   int64_t channels;              // in this sub-chunk
   int64_t kh0, kh1;              // kernel rows whose input row exists
   __mmask16 store[kNv];
@@ -59,7 +60,7 @@ __attribute__((target("avx512f"))) void tile_kernel(const Geometry& g, const Til
     for (int j = 0; j < NV; ++j) {
       if (t.first) {
         acc[o][j] = t.bias ? _mm512_set1_ps(t.bias[o]) : _mm512_setzero_ps();
-        if (t.res) acc[o][j] = _mm512_add_ps(acc[o][j], _mm512_maskz_loadu_ps(t.store[j], t.res + o * plane_out + 16 * j));
+        if (t.res) acc[o][j] = _mm512_add_ps(acc[o][j], _mm512_maskz_loadu_ps(t.store[j], t.res + o * t.res_plane + 16 * j));
       } else {
         acc[o][j] = _mm512_maskz_loadu_ps(t.store[j], t.dst + o * plane_out + 16 * j);
       }

@@ -174,6 +174,13 @@ Status fuse_graph(ir::Graph& g, const internal::ModelImpl& model, const std::fun
       if (fuse_br && is_conv && next.op.type == fb::Op::Conv2d && boundary_refinement(g, node, next, &br_inputs)) {
         node.op.Set(fb::BoundaryRefinementT{});
         node.inputs = br_inputs;
+        // Named after the block: "brm9.conv1" + "brm9.conv2" -> "brm9" (else conv1's name).
+        const std::string& a = node.name;
+        const std::string& b = next.name;
+        size_t common = 0;
+        while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
+        const size_t dot = a.rfind('.', common == 0 ? 0 : common - 1);
+        if (common > 0 && dot != std::string::npos && dot > 0 && dot < common) node.name = a.substr(0, dot);
         merge_into(g, n, c, *fused);
         changed = true;
       } else if (is_conv && next.op.type == fb::Op::BatchNorm && next.inputs[0] == node.outputs[0] &&
