@@ -4,10 +4,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "builder/graph_json.h"
+#include "format/model_file.h"
+#include "format/model_writer.h"
 
 namespace atrous::test {
 
@@ -120,6 +123,20 @@ void check_close(const TensorView& got, const TensorView& ref, double tol, const
                         << max_ref << ", tolerance " << tol << " x max|ref|");
   CHECK(finite);
   CHECK(max_err <= tol * std::max(max_ref, 1e-6));
+}
+
+std::vector<uint8_t> edit_model(const std::vector<uint8_t>& valid, const std::function<void(fb::ModelT&)>& edit) {
+  FileHeader h;
+  REQUIRE(valid.size() >= sizeof h);
+  std::memcpy(&h, valid.data(), sizeof h);
+  std::unique_ptr<fb::ModelT> m(fb::GetModel(valid.data() + kHeaderSize)->UnPack());
+  edit(*m);
+  ModelWriter w;
+  std::vector<uint8_t> data(valid.begin() + static_cast<long>(h.data_offset), valid.end());
+  w.add_data_copy(data.data(), data.size());
+  auto out = w.write_to_memory(*m);
+  REQUIRE(out.ok());
+  return *out;
 }
 
 }  // namespace atrous::test

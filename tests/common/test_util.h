@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,6 +30,10 @@ std::vector<std::string> list_cases(const std::string& dir);
 RefCase load_case(const std::string& dir, const std::string& name);
 // The case's graph as model bytes.
 std::vector<uint8_t> build_case_model(const RefCase& c);
+
+// Unpacks the FlatBuffer of a valid model file, lets `edit` change it (hostile or
+// mistaken files the builder would refuse to write), writes it back with the same weights.
+std::vector<uint8_t> edit_model(const std::vector<uint8_t>& valid, const std::function<void(fb::ModelT&)>& edit);
 
 struct RunOutput {
   Status status;

@@ -109,5 +109,74 @@ TEST_CASE("boundary_refinement_fused equals the reference loops on random geomet
   CHECK(multi_band > 10);
 }
 
+
+// A hostile or mistaken BoundaryRefinement node in a model file: refused at load (or at
+// plan time, for the input's shape) with the node and the reason. The builder refuses
+// to write such nodes, so a valid file is edited to point the node at spare values.
+TEST_CASE("BoundaryRefinement refuses malformed nodes by name", "[ops][boundary_refinement]") {
+  ModelBuilder mb("br_bad", "tests");
+  GraphBuilder& gb = mb.graph("main");
+  auto fill = [](const Shape& s) {
+    int64_t n = 1;
+    for (int64_t d : s) n *= d;
+    return std::vector<float>(static_cast<size_t>(n), 0.1f);
+  };
+  auto constant = [&](const char* name, const Shape& s) { return gb.constant_f32(name, s, fill(s)); };
+  int x = gb.input("x", DType::kF32, {1, 3, 8, 20});
+  int x4 = gb.input("x4", DType::kF32, {1, 4, 8, 20});
+  int w1 = constant("w1", {5, 3, 3, 3}), w2 = constant("w2", {3, 5, 3, 3}), b1 = constant("b1", {5});
+  int spare[] = {constant("even", {5, 3, 2, 3}), constant("w2_to_4", {4, 5, 3, 3}), constant("rank3", {3, 5, 3}),
+                 constant("b1_short", {3})};
+  (void)spare;
+  gb.output(gb.node("brm9", fb::BoundaryRefinementT{}, {x, w1, w2, b1, -1}), "y");
+  fb::UnaryT relu;
+  relu.kind = fb::ActKind::Relu;
+  gb.output(gb.node("other", relu, {x4}), "z");  // x4: a spare input
+  auto valid = mb.to_bytes();
+  INFO(valid.status().to_string());
+  REQUIRE(valid.ok());
+  REQUIRE(Model::from_memory(valid->data(), valid->size()).ok());
+
+  struct Bad {
+    int input;          // of the node
+    const char* value;  // now refers to this value
+    const char* error;
+  };
+  const Bad bads[] = {
+      {1, "even", "w1 must have an odd kernel of at most 255"},
+      {2, "w2_to_4", "w2 must be [3, 5, kH, kW] to follow w1 [5, 3, 3, 3]"},
+      {2, "rank3", "w2 must be [out, in, kH, kW], got [3, 5, 3]"},
+      {3, "b1_short", "b1 must be [5], got [3]"},
+      {1, "x", "must be a constant"},
+      {0, "x4", "input has 4 channels, w1 expects 3"},
+  };
+  for (const Bad& b : bads) {
+    INFO("input " << b.input << " -> " << b.value);
+    auto bytes = edit_model(*valid, [&](fb::ModelT& m) {
+      fb::GraphT& g = *m.graphs[0];
+      int at = -1;
+      for (size_t v = 0; v < g.values.size(); ++v)
+        if (g.values[v]->name == b.value) at = static_cast<int>(v);
+      REQUIRE(at >= 0);
+      for (auto& n : g.nodes)
+        if (n->name == "brm9") n->inputs[static_cast<size_t>(b.input)] = at;
+    });
+    auto model = Model::from_memory(bytes.data(), bytes.size());
+    std::string error;
+    if (!model.ok()) {
+      error = model.status().to_string();
+    } else {
+      auto session = Session::create(*model, SessionOptions{});
+      REQUIRE(session.ok());
+      Status st = (*session)->reshape({{1, 3, 8, 20}, {1, 4, 8, 20}});
+      REQUIRE(!st.ok());
+      error = st.to_string();
+    }
+    INFO(error);
+    CHECK(error.find("'brm9' (BoundaryRefinement)") != std::string::npos);
+    CHECK(error.find(b.error) != std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace atrous::test

@@ -16,6 +16,7 @@
 #include "builder/graph_builder.h"
 #include "format/model_file.h"
 #include "format/model_writer.h"
+#include "test_util.h"
 
 namespace atrous {
 namespace {
@@ -46,21 +47,7 @@ std::string load_error(const std::vector<uint8_t>& bytes) {
   return m.status().to_string();
 }
 
-// Unpacks the FlatBuffer of a valid file, lets `edit` change it, writes it back
-// with the original weights.
-std::vector<uint8_t> edited(const std::function<void(fb::ModelT&)>& edit) {
-  std::vector<uint8_t> base = valid_model();
-  FileHeader h;
-  std::memcpy(&h, base.data(), sizeof h);
-  std::unique_ptr<fb::ModelT> m(fb::GetModel(base.data() + kHeaderSize)->UnPack());
-  edit(*m);
-  ModelWriter w;
-  std::vector<uint8_t> data(base.begin() + static_cast<long>(h.data_offset), base.end());
-  w.add_data_copy(data.data(), data.size());
-  auto out = w.write_to_memory(*m);
-  REQUIRE(out.ok());
-  return *out;
-}
+std::vector<uint8_t> edited(const std::function<void(fb::ModelT&)>& edit) { return test::edit_model(valid_model(), edit); }
 
 fb::ValueT* value_named(fb::GraphT& g, const std::string& name) {
   for (auto& v : g.values)
