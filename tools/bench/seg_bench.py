@@ -25,6 +25,9 @@ import time
 
 import torch
 
+# Steps that are convolutions: Conv2d, and BoundaryRefinement (two fused convs).
+CONVS = ("Conv2d", "BoundaryRefinement")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "segmentation"))
@@ -108,11 +111,11 @@ def main():
             rows.append((t, s["node"], s["op"], s["kernel"], s["gflop"], s["gflop"] / t if t > 0 else 0))
         rows.sort(reverse=True)
         total = sum(r[0] for r in rows)
-        print("  %-34s %-8s %9s %6s %8s %9s" % ("largest steps", "op", "ms", "share", "GFLOP", "GFLOP/s" + ("" if not peak else " (%peak)")))
+        print("  %-34s %-18s %9s %6s %8s %9s" % ("largest steps", "op", "ms", "share", "GFLOP", "GFLOP/s" + ("" if not peak else " (%peak)")))
         for t, node, op, kernel, gf, rate in rows[:15]:
-            pk = "" if not peak or op != "Conv2d" else " (%3.0f%%)" % (100 * rate / peak)
-            print("  %-34.34s %-8s %9.2f %5.1f%% %8.2f %9.1f%s" % (node, op, 1e3 * t, 100 * t / total, gf, rate, pk))
-        big = [r for r in rows if r[2] == "Conv2d" and r[4] >= 1.0]
+            pk = "" if not peak or op not in CONVS else " (%3.0f%%)" % (100 * rate / peak)
+            print("  %-34.34s %-18s %9.2f %5.1f%% %8.2f %9.1f%s" % (node, op, 1e3 * t, 100 * t / total, gf, rate, pk))
+        big = [r for r in rows if r[2] in CONVS and r[4] >= 1.0]
         if big and peak:
             flop = sum(r[4] for r in big)
             secs = sum(r[0] for r in big)
