@@ -139,12 +139,17 @@ int run(const Options& o) {
               format_seconds(med).c_str(), format_seconds(percentile(lat, 0.9)).c_str(), total_flops / 1e9,
               med > 0 ? total_flops / med / 1e9 : 0.0);
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t > b.t; });
-  std::printf("%-5s %-32s %-16s %-20s %10s %7s %9s\n", "step", "node", "op", "kernel", "median", "share", "GFLOP/s");
+  int op_w = 16, kernel_w = 20;  // wide enough for every row shown
+  for (size_t i = 0; i < rows.size() && static_cast<int>(i) < o.top; ++i) {
+    op_w = std::max(op_w, static_cast<int>(plan.steps[rows[i].step].op.size()));
+    kernel_w = std::max(kernel_w, static_cast<int>(plan.steps[rows[i].step].kernel.size()));
+  }
+  std::printf("%-5s %-32s %-*s %-*s %10s %7s %9s\n", "step", "node", op_w, "op", kernel_w, "kernel", "median", "share", "GFLOP/s");
   for (size_t i = 0; i < rows.size() && static_cast<int>(i) < o.top; ++i) {
     const StepInfo& si = plan.steps[rows[i].step];
-    std::printf("%-5zu %-32.32s %-16s %-20s %10s %6.1f%% %9.1f\n", rows[i].step, si.node.empty() ? "-" : si.node.c_str(),
-                si.op.c_str(), si.kernel.c_str(), format_seconds(rows[i].t).c_str(), sum_steps > 0 ? 100 * rows[i].t / sum_steps : 0.0,
-                rows[i].t > 0 ? si.flops / rows[i].t / 1e9 : 0.0);
+    std::printf("%-5zu %-32.32s %-*s %-*s %10s %6.1f%% %9.1f\n", rows[i].step, si.node.empty() ? "-" : si.node.c_str(), op_w,
+                si.op.c_str(), kernel_w, si.kernel.c_str(), format_seconds(rows[i].t).c_str(),
+                sum_steps > 0 ? 100 * rows[i].t / sum_steps : 0.0, rows[i].t > 0 ? si.flops / rows[i].t / 1e9 : 0.0);
   }
   if (rows.size() > static_cast<size_t>(o.top)) std::printf("(%zu more steps; --top N to show more)\n", rows.size() - static_cast<size_t>(o.top));
   return 0;

@@ -1,6 +1,7 @@
 // atrous inspect MODEL [--memory] [--explain] [--json]: what a model holds and how it would run.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "builder/op_json.h"
@@ -143,7 +144,12 @@ int run(const Options& o) {
       auto v = (*s)->output(i);  // shapes are known once planned (the data only after run())
       if (v.ok()) std::printf("    output %s %s\n", e.outputs[i].name.c_str(), shape_string(v->shape).c_str());
     }
-    std::printf("    %-4s %-28s %-16s %-22s %-20s %-10s %s\n", "step", "node", "op", "kernel", "output", "layout", "GFLOP");
+    int op_w = 16, kernel_w = 22;  // wide enough for every step
+    for (const StepInfo& si : plan.steps) {
+      op_w = std::max(op_w, static_cast<int>(si.op.size()));
+      kernel_w = std::max(kernel_w, static_cast<int>(si.kernel.size()));
+    }
+    std::printf("    %-4s %-28s %-*s %-*s %-20s %-10s %s\n", "step", "node", op_w, "op", kernel_w, "kernel", "output", "layout", "GFLOP");
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       const StepInfo& si = plan.steps[i];
       std::string node = si.node.empty() ? "-" : si.node;
@@ -152,7 +158,9 @@ int run(const Options& o) {
         for (size_t k = 0; k < si.fused.size(); ++k) node += (k ? "," : "") + si.fused[k];
         node += ")";
       }
-      std::printf("    %-4zu %-28.28s %-16s %-22s %-20s %-10s %.4f\n", i, node.c_str(), si.op.c_str(), si.kernel.c_str(),
+      // A node column cut at 28 characters ends in "..." to show it was cut.
+      if (node.size() > 28) node = node.substr(0, 25) + "...";
+      std::printf("    %-4zu %-28s %-*s %-*s %-20s %-10s %.4f\n", i, node.c_str(), op_w, si.op.c_str(), kernel_w, si.kernel.c_str(),
                   si.output_shapes.empty() ? "" : shape_string(si.output_shapes[0]).c_str(),
                   si.output_layouts.empty() ? "" : si.output_layouts[0].c_str(), si.flops / 1e9);
       if (o.explain) {
