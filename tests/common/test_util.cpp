@@ -139,4 +139,30 @@ std::vector<uint8_t> edit_model(const std::vector<uint8_t>& valid, const std::fu
   return *out;
 }
 
+std::vector<float> uniform(size_t n, float scale, std::mt19937& rng) {
+  std::uniform_real_distribution<float> d(-scale, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+RunOutput check_kernel_against_reference(std::shared_ptr<const Model> model,
+                                         const std::vector<std::pair<std::string, TensorView>>& inputs,
+                                         const std::string& kernel, int threads, const std::string& what) {
+  SessionOptions fast;
+  fast.threads = threads;
+  fast.allowed_kernels = {kernel};
+  RunOutput got = run_model(model, inputs, fast);
+  REQUIRE(got.status.to_string() == "ok");
+  REQUIRE(got.plan.steps.size() == 1);
+  REQUIRE(got.plan.steps[0].kernel == kernel);
+  SessionOptions ref;
+  ref.threads = 2;
+  ref.reference_only = true;
+  RunOutput want = run_model(model, inputs, ref);
+  REQUIRE(want.status.to_string() == "ok");
+  for (size_t i = 0; i < got.outputs.size(); ++i) check_close(got.outputs[i].view(), want.outputs[i].view(), 1e-4, what);
+  return got;
+}
+
 }  // namespace atrous::test

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,15 @@ RunOutput run_model(std::shared_ptr<const Model> model, const std::vector<std::p
 
 // Max abs error and max |reference|; CHECKs err <= tol * max|ref| (plus a tiny floor).
 void check_close(const TensorView& got, const TensorView& ref, double tol, const std::string& what);
+
+// n values uniform in [-scale, scale].
+std::vector<float> uniform(size_t n, float scale, std::mt19937& rng);
+
+// A one-node model run with only `kernel` allowed (on `threads` threads) and with the
+// reference kernels: REQUIREs that `kernel` ran the node and CHECKs the outputs agree
+// within 1e-4 × max |reference|. Returns the kernel's run (its plan has the detail).
+RunOutput check_kernel_against_reference(std::shared_ptr<const Model> model,
+                                         const std::vector<std::pair<std::string, TensorView>>& inputs,
+                                         const std::string& kernel, int threads, const std::string& what);
 
 }  // namespace atrous::test

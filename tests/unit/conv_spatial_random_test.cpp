@@ -66,13 +66,6 @@ Geo random_geo(std::mt19937& rng) {
   }
 }
 
-std::vector<float> uniform(size_t n, float scale, std::mt19937& rng) {
-  std::uniform_real_distribution<float> d(-scale, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
 // Runs one geometry on conv2d_spatial and on the reference loop; returns the kernel's plan
 // detail (how it split the work).
 std::string check_geo(const Geo& g, std::mt19937& rng) {
@@ -108,20 +101,7 @@ std::string check_geo(const Geo& g, std::mt19937& rng) {
   std::vector<std::pair<std::string, TensorView>> inputs{{"x", TensorView{DType::kF32, xs, xv.data()}}};
   if (g.residual) inputs.emplace_back("r", TensorView{DType::kF32, ys, rv.data()});
 
-  SessionOptions fast;
-  fast.threads = g.threads;
-  fast.allowed_kernels = {"conv2d_spatial"};
-  RunOutput got = run_model(*model, inputs, fast);
-  REQUIRE(got.status.to_string() == "ok");
-  REQUIRE(got.plan.steps.size() == 1);
-  CHECK(got.plan.steps[0].kernel == "conv2d_spatial");
-
-  SessionOptions ref;
-  ref.threads = 2;
-  ref.reference_only = true;
-  RunOutput want = run_model(*model, inputs, ref);
-  REQUIRE(want.status.to_string() == "ok");
-  check_close(got.outputs[0].view(), want.outputs[0].view(), 1e-4, g.str());
+  RunOutput got = check_kernel_against_reference(*model, inputs, "conv2d_spatial", g.threads, g.str());
   return got.plan.steps[0].detail;
 }
 
