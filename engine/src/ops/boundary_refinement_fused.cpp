@@ -115,12 +115,13 @@ class BoundaryRefinementFused : public Kernel {
     for (int64_t r0 = s0; r0 < s1; r0 += band_) {
       const int64_t r1 = std::min(s1, r0 + band_), rows_t = r1 - r0 + 2 * p2h;
       const int64_t carried = r0 == s0 ? 0 : 2 * p2h;  // rows moved from the band before
-      // conv1's new rows, those in the map: [ta, tb_) (buffer row = row − r0 + p2h).
+      // conv1's new rows, those in the map: [ta, te) (buffer row = row − r0 + p2h).
       const int64_t ta = std::max<int64_t>(r0 - p2h + carried, 0), te = std::min(r1 + p2h, s_.h);
       for (int64_t i = carried; i < rows_t; ++i) {
         const int64_t row = r0 - p2h + i;
         if (row >= 0 && row < s_.h) continue;
-        for (int64_t ch = 0; ch < s_.m; ++ch) std::memset(tb + ch * tplane + i * c2_.width, 0, static_cast<size_t>(c2_.width) * sizeof(float));
+        for (int64_t ch = 0; ch < s_.m; ++ch)
+          std::memset(tb + ch * tplane + i * c2_.width, 0, static_cast<size_t>(c2_.width) * sizeof(float));
       }
       const int64_t xtop = ta - p1h, xrows = te - ta + 2 * p1h;  // x rows copied for them
       if (ta < te) {
@@ -131,14 +132,13 @@ class BoundaryRefinementFused : public Kernel {
       }
       // The residual: from the band's copy of x when it holds rows [r0, r1) (conv2's
       // kernel no taller than conv1's, as in GCN), else from x.
-      if (ta < te && xtop <= r0 && r1 <= xtop + xrows)
-        convolve(c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
-                 [&](int64_t row, int64_t o0) { return xb + o0 * xrows * c1_.width + (row - xtop) * c1_.width + p1w; },
-                 xrows * c1_.width, [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
-      else
-        convolve(c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
-                 [&](int64_t row, int64_t o0) { return x + o0 * plane + row * s_.w; }, plane,
-                 [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
+      const bool res_copied = ta < te && xtop <= r0 && r1 <= xtop + xrows;
+      convolve(
+          c2_, tb, tplane, r0, r1, [&](int64_t row) { return (row - r0) * c2_.width; },
+          [&](int64_t row, int64_t o0) {
+            return res_copied ? xb + o0 * xrows * c1_.width + (row - xtop) * c1_.width + p1w : x + o0 * plane + row * s_.w;
+          },
+          res_copied ? xrows * c1_.width : plane, [&](int64_t row, int64_t o0) { return y + o0 * plane + row * s_.w; }, plane);
       if (r1 < s1 && p2h > 0)
         for (int64_t ch = 0; ch < s_.m; ++ch)
           std::memmove(tb + ch * tplane, tb + ch * tplane + (r1 - r0) * c2_.width,

@@ -10,7 +10,9 @@
 // one broadcast weight per FMA and one input vector per NV FMAs of a channel tap.
 // The inner loop's loads are never masked: a tile reads the input in place when one
 // kernel column reads only columns of the map, else a zero-padded copy of its band's
-// input rows; kernel rows that fall in the padding are skipped. A task is a band of up
+// input rows (for kernels wider than one column, whole rows copied once per channel
+// chunk; else the tile's own columns); kernel rows that fall in the padding are skipped.
+// The tile kernel and the copy are in conv_spatial_tile.h. A task is a band of up
 // to 16 output rows; input channels run in chunks whose band rows stay in L2, split into
 // sub-chunks whose rows for one output row stay in L1 while every output block reads
 // them; partial sums go through the output. Bias, residual (which may share the
