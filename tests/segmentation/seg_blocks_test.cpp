@@ -192,7 +192,7 @@ TEST_CASE("Boundary Refinement: one fused pass, or two convs with the ReLU and t
       REQUIRE(br != nullptr);
       CHECK(br->op == "BoundaryRefinement");
       CHECK(br->kernel == "boundary_refinement_fused");
-      for (const char* f : {"brm.relu", "brm.conv2", "brm"}) CHECK(fused_into(br, f));
+      for (const char* f : {"brm.conv1", "brm.relu", "brm.conv2", "brm"}) CHECK(fused_into(br, f));
     }
   }
 }

@@ -174,14 +174,21 @@ Status fuse_graph(ir::Graph& g, const internal::ModelImpl& model, const std::fun
       if (fuse_br && is_conv && next.op.type == fb::Op::Conv2d && boundary_refinement(g, node, next, &br_inputs)) {
         node.op.Set(fb::BoundaryRefinementT{});
         node.inputs = br_inputs;
-        // Named after the block: "brm9.conv1" + "brm9.conv2" -> "brm9" (else conv1's name).
-        const std::string& a = node.name;
+        // Named after the block: "brm9.conv1" + "brm9.conv2" -> "brm9" (else conv1's name),
+        // with conv1's own name then listed among the merged nodes.
+        const std::string conv1_name = node.name;
         const std::string& b = next.name;
         size_t common = 0;
-        while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
-        const size_t dot = a.rfind('.', common == 0 ? 0 : common - 1);
-        if (common > 0 && dot != std::string::npos && dot > 0 && dot < common) node.name = a.substr(0, dot);
+        while (common < conv1_name.size() && common < b.size() && conv1_name[common] == b[common]) ++common;
+        const size_t dot = conv1_name.rfind('.', common == 0 ? 0 : common - 1);
+        if (common > 0 && dot != std::string::npos && dot > 0 && dot < common) node.name = conv1_name.substr(0, dot);
+        const bool renamed = node.name != conv1_name;
+        const int at = c < n ? c : c - 1;  // the merged node's index once node n is erased
         merge_into(g, n, c, *fused);
+        if (renamed) {
+          auto& names = (*fused)[static_cast<size_t>(at)];
+          names.insert(names.begin(), conv1_name);
+        }
         changed = true;
       } else if (is_conv && next.op.type == fb::Op::BatchNorm && next.inputs[0] == node.outputs[0] &&
           act == fb::ActKind::None && !has_residual && is_constant(g, node.inputs[1]) &&
