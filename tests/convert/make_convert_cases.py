@@ -10,7 +10,8 @@ reference inputs, outputs and intermediates:
   encoder          a pre-norm transformer encoder stack written with the basic
                    nodes (LayerNorm, Linear, Reshape/Transpose/MatMul/Softmax
                    attention, Linear+GELU MLP, residual adds), depth inferred;
-  encoder_mha      the same stack with nn.MultiheadAttention -> MultiHeadAttention.
+  encoder_mha      the same stack with nn.MultiheadAttention -> MultiHeadAttention;
+  br_block         GCN's Boundary Refinement as one BoundaryRefinement node (params).
 Bad inputs (OUTDIR/bad/): damaged or hostile weight files and state dicts that do
 not fit the convnet recipe, each listed in the manifest with the text its error
 must contain.
@@ -91,6 +92,39 @@ CONVNET_JSON = {
 }
 
 CONVNET_INTERMEDIATES = ["stem.0", "stem.1", "stem.2", "down", "bn", "dw", "up"]
+
+
+# ---------------------------------------------------------------- boundary refinement
+
+class BRBlock(nn.Module):
+    """GCN's Boundary Refinement, x + conv2(relu(conv1(x))), with 5 -> 7 -> 5 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(5, 7, 3, padding=1)
+        self.conv2 = nn.Conv2d(7, 5, (3, 5), padding=(1, 2))
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
+class BRNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 5, 3, padding=1)
+        self.br = BRBlock()
+
+    def forward(self, x):
+        return self.br(self.stem(x))
+
+
+BR_JSON = {
+    "name": "br_block",
+    "inputs": [{"name": "x", "dtype": "f32", "shape": [-1, 3, -1, -1]}],
+    "nodes": [{"op": "Conv2d", "params": "stem", "attrs": pads(1), "inputs": ["x"]},
+              {"op": "BoundaryRefinement", "params": "br", "inputs": ["stem"]}],
+    "outputs": [{"value": "br", "name": "y"}],
+}
 
 
 # ---------------------------------------------------------------- transformer encoder
@@ -286,6 +320,13 @@ def main():
     x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(2))
     cases.append(rt.write_case(OUT, "convnet", net, {"x": x}, "graph", CONVNET_JSON, ["seg", "cls"],
                                intermediates=CONVNET_INTERMEDIATES, dtypes=["f32", "f16", "bf16"]))
+
+    # The node type with its parameter-table layout; 40 columns: the fused kernel runs it.
+    rt.seed(0)
+    br = rt.randomize_(BRNet(), seed=5).eval()
+    x = torch.randn(2, 3, 9, 40, generator=torch.Generator().manual_seed(6))
+    cases.append(rt.write_case(OUT, "br_block", br, {"x": x}, "graph", BR_JSON, ["y"], intermediates=["stem"],
+                               dtypes=["f32", "f16"]))
 
     for mha in (False, True):
         rt.seed(0)

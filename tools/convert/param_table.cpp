@@ -98,6 +98,11 @@ std::vector<ParamSlot> shifted(std::vector<ParamSlot> slots, int by) {
 const std::vector<OpParams>& table() {
   static const std::vector<OpParams> t = {
       {"Conv2d", {{"torch", "torch.nn.Conv2d", {{1, "weight", false, "[O, Ig, kH, kW]"}, {2, "bias", true, "[O]"}}, {}}}},
+      {"BoundaryRefinement",
+       {{"gcn", "GCN Boundary Refinement block: x + conv2(relu(conv1(x))), two torch.nn.Conv2d",
+         {{1, "conv1.weight", false, "[M, C, Kh, Kw]"}, {2, "conv2.weight", false, "[C, M, Lh, Lw]"},
+          {3, "conv1.bias", true, "[M]"}, {4, "conv2.bias", true, "[C]"}},
+         {}}}},
       {"ConvTranspose2d",
        {{"torch", "torch.nn.ConvTranspose2d",
          {{1, "weight", false, "[C, Og, kH, kW]"}, {2, "bias", true, "[Og*groups]"}}, {}}},
