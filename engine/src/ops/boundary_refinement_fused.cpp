@@ -34,8 +34,6 @@ constexpr int64_t kMaxBufferBytes = 4 << 20;  // declines beyond (very wide maps
 constexpr int64_t kSubChunkBytes = 24 << 10;  // input of one tile and sub-chunk (L1)
 constexpr int64_t kStripRows = 32;            // rows per task at least, where the map has them
 
-int64_t round16(int64_t v) { return (v + 15) / 16 * 16; }
-
 // One of the two convolutions.
 struct Conv {
   Geometry g;
@@ -52,8 +50,8 @@ struct Buffers {
 };
 Buffers buffer_floats(const BoundaryRefinementSizes& s, int64_t rows) {
   const int64_t p1h = (s.k1h - 1) / 2, p2h = (s.k2h - 1) / 2, tiles = (s.w + 63) / 64;
-  return {s.c * (rows + 2 * p2h + 2 * p1h) * round16(tiles * 64 + s.k1w - 1),
-          s.m * (rows + 2 * p2h) * round16(tiles * 64 + s.k2w - 1)};
+  return {s.c * (rows + 2 * p2h + 2 * p1h) * padded_width(tiles * 64, s.k1w - 1),
+          s.m * (rows + 2 * p2h) * padded_width(tiles * 64, s.k2w - 1)};
 }
 
 class BoundaryRefinementFused : public Kernel {
@@ -213,8 +211,8 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
     Conv& cv = *convs[i];
     const Geometry& g = cv.g;
     cv.blocks = output_blocks(g.o);
-    cv.width = round16(tiles * 64 + g.kw - 1);
-    cv.sub = std::clamp<int64_t>(kSubChunkBytes / (g.kh * round16(64 + g.kw - 1) * static_cast<int64_t>(sizeof(float))), 1, g.c);
+    cv.width = padded_width(tiles * 64, g.kw - 1);
+    cv.sub = std::clamp<int64_t>(kSubChunkBytes / (g.kh * padded_width(64, g.kw - 1) * static_cast<int64_t>(sizeof(float))), 1, g.c);
     const int64_t count = g.o * g.c * g.kh * g.kw;
     auto* packed = static_cast<float*>(ctx.persistent(static_cast<uint64_t>(count) * sizeof(float)));
     if (!packed) return out_of_memory("boundary_refinement_fused: no memory for the packed weights");

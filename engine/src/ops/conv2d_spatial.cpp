@@ -50,13 +50,13 @@ class Conv2dSpatial : public Kernel {
     span_ = band_ + (g.kh - 1) * g.dh;  // input rows a band reads
     const int64_t f = sizeof(float);
     // What one tile reads of an input row: 64 + (kw − 1)·dw columns.
-    const int64_t tile_width = (16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
+    const int64_t tile_width = padded_width(16 * kNv, (g.kw - 1) * g.dw);
     // A kernel wider than one column reads a padded copy for every tile: copy the band's
     // rows once per channel chunk, all columns (from −pl), while one channel's band stays
     // under kCopyBytes. Otherwise (and for kw = 1's edge tiles) a tile copies its own
     // columns, per sub-chunk.
     const int64_t tiles = (g.ow + 16 * kNv - 1) / (16 * kNv);
-    const int64_t row_width = (tiles * 16 * kNv + (g.kw - 1) * g.dw + 15) / 16 * 16;
+    const int64_t row_width = padded_width(tiles * 16 * kNv, (g.kw - 1) * g.dw);
     row_copy_ = g.kw > 1 && span_ * row_width * f <= kCopyBytes;
     if (row_copy_) {
       width_ = row_width;
@@ -109,7 +109,7 @@ class Conv2dSpatial : public Kernel {
               t.first = c1 == 0;
               t.last = c1 + t.channels == g.c;
               if (tile_copy) {
-                const int64_t cols = (16 * nv + (g.kw - 1) * g.dw + 15) / 16 * 16;  // what the tile reads
+                const int64_t cols = padded_width(16 * nv, (g.kw - 1) * g.dw);  // what the tile reads
                 copy_band(g, image + c1 * g.h * g.w, t.channels, oh0 - g.pt, rows, left, cols, width_, buf);
               }
               for (int64_t oh = oh0; oh < oh1; ++oh) {

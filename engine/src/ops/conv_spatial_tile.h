@@ -25,6 +25,10 @@ namespace spatial {
 constexpr int kMaxOb = 6;     // output channels per register tile (6×4 accumulators + 4 inputs + 1 weight ≤ 32 registers)
 constexpr int kNv = 4;        // 16-column vectors per register tile
 
+// Floats of a padded copy row for `cols` output columns read through a kernel reaching
+// `span` = (kw − 1)·dw columns further, in whole 16-float vectors.
+inline int64_t padded_width(int64_t cols, int64_t span) { return (cols + span + 15) / 16 * 16; }
+
 struct Geometry {
   int64_t n, c, h, w, o, oh, ow, kh, kw, dh, dw, pt, pl;
   bool relu;
