@@ -197,5 +197,67 @@ TEST_CASE("Boundary Refinement: one fused pass, or two convs with the ReLU and t
   }
 }
 
+// 2 · O · C · the (output, tap) pairs of a stride-1, "same"-sized convolution whose input
+// pixel lies inside the h × w map, counted one by one (not with conv_taps.h).
+double useful_flops(int64_t c, int64_t o, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t dil) {
+  const int64_t ph = (kh - 1) / 2 * dil, pw = (kw - 1) / 2 * dil;
+  int64_t n = 0;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const int64_t iy = y - ph + i * dil, ix = x - pw + j * dil;
+          n += iy >= 0 && iy < h && ix >= 0 && ix < w;
+        }
+  return 2.0 * static_cast<double>(c * o * n);
+}
+
+TEST_CASE("Convolution flops count only the products with pixels inside the map, on every kernel",
+          "[segmentation][blocks][flops]") {
+  // The reported GFLOP/s (atrous bench, tools/bench/seg_bench.py) must not credit a kernel
+  // with products of padding: DeepLab's dilated taps and GCN's 15-tall kernels on small maps.
+  for (int mode = 0; mode < 2; ++mode) {
+    const std::vector<std::string> excluded = mode == 0 ? std::vector<std::string>{} : kOnednnOnly;
+    INFO((mode == 0 ? "default kernels" : "oneDNN only"));
+    Ran a = run_case("aspp_rates_partly_inside", excluded);  // 40 -> 24 channels, 33 x 29, rates 6/12/18
+    for (const auto* plan : {&a.fast.plan, &a.ref.plan}) {
+      const int rates[] = {6, 12, 18};
+      for (int i = 1; i <= 3; ++i) {
+        const StepInfo* s = step_named(*plan, "aspp.convs." + std::to_string(i) + ".0");
+        REQUIRE(s != nullptr);
+        INFO(s->node << " on " << s->kernel);
+        CHECK(s->flops == Approx(useful_flops(40, 24, 33, 29, 3, 3, rates[i - 1])));
+      }
+    }
+    Ran g = run_case("gcn_then_br", excluded);  // 32 -> 21, k = 15, on 24 x 20; BR of 21 channels
+    for (const auto* plan : {&g.fast.plan, &g.ref.plan}) {
+      const struct {
+        const char* node;
+        int64_t c, kh, kw;
+      } convs[] = {{"gcm.conv_l1", 32, 15, 1}, {"gcm.conv_r1", 32, 1, 15}, {"gcm.conv_r2", 21, 15, 1}, {"gcm.conv_l2", 21, 1, 15}};
+      for (const auto& cv : convs) {
+        const StepInfo* s = step_named(*plan, cv.node);
+        REQUIRE(s != nullptr);
+        INFO(s->node << " on " << s->kernel);
+        CHECK(s->flops == Approx(useful_flops(cv.c, 21, 24, 20, cv.kh, cv.kw, 1)));
+      }
+      const double br = useful_flops(21, 21, 24, 20, 3, 3, 1);
+      // The fused node, or two convs (then "brm" is the add, or fused into conv2).
+      const StepInfo* s = step_named(*plan, "brm");
+      if (s != nullptr && s->op == "BoundaryRefinement") {
+        INFO(s->node << " on " << s->kernel);
+        CHECK(s->flops == Approx(2 * br));
+      } else {
+        for (const char* n : {"brm.conv1", "brm.conv2"}) {
+          const StepInfo* c = step_named(*plan, n);
+          REQUIRE(c != nullptr);
+          INFO(c->node << " on " << c->kernel);
+          CHECK(c->flops == Approx(br));
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace atrous::test

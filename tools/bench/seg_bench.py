@@ -70,14 +70,19 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     torch.set_num_threads(a.threads)
     fma = a.fma_peak or os.path.join(os.path.dirname(a.atrous), "fma_peak")
-    peak = None
-    if os.path.exists(fma):
+
+    def read_peak():
+        if not os.path.exists(fma):
+            return None
         out = subprocess.run([fma, str(a.threads)], capture_output=True, text=True).stdout
         print(out.strip())
         for line in out.splitlines():
             parts = line.split()
             if "GFLOP/s" in line and parts and parts[0].isdigit() and int(parts[0]) == a.threads:
-                peak = float(parts[parts.index("GFLOP/s") - 1])
+                return float(parts[parts.index("GFLOP/s") - 1])
+        return None
+
+    peak = read_peak()
     print("load before: %s" % os.getloadavg().__repr__())
     results = {"threads": a.threads, "fma_peak_gflops": peak, "torch": torch.__version__, "models": {}}
     for name in a.models.split(","):
@@ -121,9 +126,16 @@ def main():
             secs = sum(r[0] for r in big)
             print("  convolutions of >= 1 GFLOP: %d, %.1f GFLOP in %.1f ms = %.1f GFLOP/s = %.0f%% of the %.0f GFLOP/s FMA peak"
                   % (len(big), flop, 1e3 * secs, flop / secs, 100 * flop / secs / peak, peak))
+            # Every large convolution, not only the aggregate: how many reach 80 % of the
+            # peak, and the slowest three by rate.
+            print("  of which at >= 80%% of the peak: %d of %d; lowest:" % (sum(r[5] >= 0.8 * peak for r in big), len(big)))
+            for t, node, op, kernel, gf, rate in sorted(big, key=lambda r: r[5])[:3]:
+                print("    %-32.32s %-18s %-24s %8.2f ms %6.2f GFLOP %7.1f GFLOP/s (%3.0f%%)"
+                      % (node, op, kernel, 1e3 * t, gf, rate, 100 * rate / peak))
         results["models"][name] = {"size": [h, w], "torch_s": t_torch, "atrous_s": t_atrous, "gflop": gflop,
                                    "steps": [dict(zip(["median_s", "node", "op", "kernel", "gflop", "gflops_per_s"], r)) for r in rows]}
-    print("\nload after: %s" % (os.getloadavg().__repr__()))
+    print("\nload after: %s; the FMA peak again (the percentages above use the first):" % (os.getloadavg().__repr__()))
+    results["fma_peak_after_gflops"] = read_peak()
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

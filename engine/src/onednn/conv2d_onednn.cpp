@@ -142,7 +142,9 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
       },
       "conv2d_onednn");
   if (!st.ok()) return st;
-  k->flops_ = 2.0 * y[0] * y[1] * y[2] * y[3] * Cg * th.count * tw.count;
+  // Useful flops: oneDNN skips the products with padding, as the tap trimming above does.
+  k->flops_ = 2.0 * y[0] * y[1] * Cg * in_bounds_taps(x[2], w[2], a.stride_h, a.pad_top, a.dilation_h, y[2]) *
+              in_bounds_taps(x[3], w[3], a.stride_w, a.pad_left, a.dilation_w, y[3]);
   return std::unique_ptr<Kernel>(std::move(k));
 }
 

@@ -7,6 +7,7 @@
 // cache for conv2, where the two convs stream the map through memory three times more
 // (boundary_refinement_fused.cpp). A model file may also hold the node itself.
 #include "ops/boundary_refinement.h"
+#include "ops/conv_taps.h"
 
 #include "ops/op_registry.h"
 
@@ -99,7 +100,7 @@ class BoundaryRefinementRef : public Kernel {
     return Status::Ok();
   }
   double flops() const override {
-    return 2.0 * x_[0] * x_[2] * x_[3] * w1s_[0] * w1s_[1] * (w1s_[2] * w1s_[3] + w2s_[2] * w2s_[3]);
+    return boundary_refinement_flops({x_[1], w1s_[0], x_[2], x_[3], w1s_[2], w1s_[3], w2s_[2], w2s_[3]}, x_[0]);
   }
 
  private:
@@ -124,5 +125,10 @@ const KernelDef kBoundaryRefinementRef = {"boundary_refinement_ref", false, crea
 
 const OpDef kBoundaryRefinementOp = {"BoundaryRefinement", 3, 5, 1, 1, check, infer,
                                      {&kBoundaryRefinementFused, &kBoundaryRefinementRef}};
+
+double boundary_refinement_flops(const BoundaryRefinementSizes& s, int64_t n) {
+  auto taps = [](int64_t len, int64_t k) { return in_bounds_taps(len, k, 1, (k - 1) / 2, 1, len); };
+  return 2.0 * n * s.c * s.m * (taps(s.h, s.k1h) * taps(s.w, s.k1w) + taps(s.h, s.k2h) * taps(s.w, s.k2w));
+}
 
 }  // namespace atrous

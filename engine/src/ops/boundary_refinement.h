@@ -17,4 +17,8 @@ struct BoundaryRefinementSizes {
 // Empty when boundary_refinement_fused takes these sizes on this CPU, else why not.
 std::string boundary_refinement_fused_declines(const BoundaryRefinementSizes& s);
 
+// Useful flops of the block's two convolutions for n images (conv_taps.h: products with
+// the "same" padding are not counted), as both kernels report them.
+double boundary_refinement_flops(const BoundaryRefinementSizes& s, int64_t n);
+
 }  // namespace atrous

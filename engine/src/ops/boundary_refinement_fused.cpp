@@ -94,9 +94,7 @@ class BoundaryRefinementFused : public Kernel {
     return Status::Ok();
   }
 
-  double flops() const override {
-    return 2.0 * n_ * s_.h * s_.w * s_.c * s_.m * (s_.k1h * s_.k1w + s_.k2h * s_.k2w);
-  }
+  double flops() const override { return boundary_refinement_flops(s_, n_); }
   std::string detail() const override {
     return std::to_string(c1_.blocks.size()) + " + " + std::to_string(c2_.blocks.size()) +
            " output blocks, 64-column tiles, " + std::to_string(strip_) + "-row strips in " + std::to_string(band_) +

@@ -106,7 +106,10 @@ class Conv2dRef : public Kernel {
     }
     return Status::Ok();
   }
-  double flops() const override { return 2.0 * y_[0] * y_[1] * y_[2] * y_[3] * w_[1] * w_[2] * w_[3]; }
+  double flops() const override {
+    return 2.0 * y_[0] * y_[1] * w_[1] * in_bounds_taps(x_[2], w_[2], a_.stride_h, a_.pad_top, a_.dilation_h, y_[2]) *
+           in_bounds_taps(x_[3], w_[3], a_.stride_w, a_.pad_left, a_.dilation_w, y_[3]);
+  }
 
  private:
   fb::Conv2dT a_;

@@ -26,6 +26,7 @@
 #include <algorithm>
 
 #include "ops/conv_spatial_tile.h"
+#include "ops/conv_taps.h"
 #include "ops/op_registry.h"
 
 namespace atrous {
@@ -148,7 +149,11 @@ class Conv2dSpatial : public Kernel {
     return Status::Ok();
   }
 
-  double flops() const override { return 2.0 * g_.n * g_.o * g_.oh * g_.ow * g_.c * g_.kh * g_.kw; }
+  // Useful flops (conv_taps.h): the products with the padded copy's zeros are done but not counted.
+  double flops() const override {
+    return 2.0 * g_.n * g_.o * g_.c * in_bounds_taps(g_.h, g_.kh, 1, g_.pt, g_.dh, g_.oh) *
+           in_bounds_taps(g_.w, g_.kw, 1, g_.pl, g_.dw, g_.ow);
+  }
   std::string detail() const override {
     return std::to_string(blocks_.size()) + " output blocks of ≤ " + std::to_string(blocks_.front().size) +
            " channels, 64-column tiles, " + std::to_string(band_) + "-row bands, " + std::to_string(chunk_) +
