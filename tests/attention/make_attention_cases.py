@@ -603,6 +603,7 @@ gau_case("flash_len1_g16", 1, 1, 16, group=16)
 gau_case("flash_len7_causal_g16_partial", 2, 7, 24, causal=True, group=16, qk=16)
 gau_case("flash_len64_causal_g16", 1, 64, 32, causal=True, group=16)
 gau_case("flash_len100_g32_noreduce", 2, 100, 32, group=32, reduce=False)
+gau_case("flash_len300_b3_g64", 3, 300, 32, group=64)  # the threads' sums per batch item, a partial group
 gau_case("flash_len1000_g256_shift_scalenorm", 1, 1000, 32, group=256, shift=True, norm="ScaleNorm")
 gau_case("flash_len1000_causal_g256_laplace", 1, 1000, 32, causal=True, group=256, laplace_attn=True)
 gau_case("flash_len4097_causal_g256", 1, 4097, 32, causal=True, group=256)
