@@ -12,10 +12,9 @@
 // 3 proj bias [Co]?; per scale s: 4 + 2s dw weight [3T, 1, k, k], 5 + 2s pw weight [3T, dim, 1, 1].
 //
 // Kernels: lite_mla_gemm (sgemm for the 1×1 convs and the attention products; threads
-// over batch × groups; the depthwise k×k per channel from a zero-padded copy, output
-// tiles of 64 columns in registers, AVX-512 where the CPU has it) and lite_mla_ref
+// over batch × groups; the depthwise k×k per channel from a zero-padded copy,
+// ops/depthwise_padded.h, AVX-512 where the CPU has it) and lite_mla_ref
 // (plain loops).
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -25,65 +24,11 @@
 
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
+#include "ops/depthwise_padded.h"
 #include "ops/op_registry.h"
-
-// GCC 12's avx512fintrin.h builds masked intrinsics on _mm512_undefined_ps(), which
-// -Wmaybe-uninitialized reports at every use (a false positive of the header).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace atrous {
 namespace {
-
-// dst [H, W] = depthwise k×k of one channel, from `pad` [H + k − 1, ldp] (the channel with
-// k/2 zeros around it; ldp ≥ W + k − 1). Scalar form, any CPU.
-void depthwise_padded(const float* pad, int64_t ldp, const float* w, int64_t k, int64_t H, int64_t W, float* dst) {
-  for (int64_t y = 0; y < H; ++y) {
-    float* d = dst + y * W;
-    std::fill(d, d + W, 0.0f);
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const float wt = w[i * k + j];
-        const float* s = pad + (y + i) * ldp + j;
-        for (int64_t x = 0; x < W; ++x) d[x] += wt * s[x];
-      }
-  }
-}
-
-// The same with AVX-512: a tile of four 16-column vectors per output row, the taps of
-// even and odd kernel rows in separate accumulators (8 FMA chains). Masked loads never
-// read past column W + k − 2 of a padded row.
-__attribute__((target("avx512f"))) void depthwise_padded_avx512(const float* pad, int64_t ldp, const float* w, int64_t k,
-                                                                int64_t H, int64_t W, float* dst) {
-  auto mask = [&](int64_t x) -> __mmask16 {
-    const int64_t left = W - x;
-    return left >= 16 ? static_cast<__mmask16>(0xffff) : left <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << left) - 1);
-  };
-  for (int64_t y = 0; y < H; ++y) {
-    for (int64_t x0 = 0; x0 < W; x0 += 64) {
-      const __mmask16 m0 = mask(x0), m1 = mask(x0 + 16), m2 = mask(x0 + 32), m3 = mask(x0 + 48);
-      __m512 a[2][4];
-      for (auto& r : a)
-        for (auto& v : r) v = _mm512_setzero_ps();
-      for (int64_t i = 0; i < k; ++i) {
-        __m512* acc = a[i & 1];
-        const float* row = pad + (y + i) * ldp + x0;
-        for (int64_t j = 0; j < k; ++j) {
-          const __m512 wt = _mm512_set1_ps(w[i * k + j]);
-          acc[0] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m0, row + j), acc[0]);
-          acc[1] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m1, row + j + 16), acc[1]);
-          acc[2] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m2, row + j + 32), acc[2]);
-          acc[3] = _mm512_fmadd_ps(wt, _mm512_maskz_loadu_ps(m3, row + j + 48), acc[3]);
-        }
-      }
-      float* d = dst + y * W + x0;
-      _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(a[0][0], a[1][0]));
-      _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(a[0][1], a[1][1]));
-      _mm512_mask_storeu_ps(d + 32, m2, _mm512_add_ps(a[0][2], a[1][2]));
-      _mm512_mask_storeu_ps(d + 48, m3, _mm512_add_ps(a[0][3], a[1][3]));
-    }
-  }
-}
 
 enum LiteMlaInput { kX = 0, kQkvW, kProjW, kProjB, kFirstScale };
 constexpr int kMaxScales = 4;
@@ -258,7 +203,7 @@ class LiteMlaKernel : public Kernel {
   void depthwise_fast(const float* src, const float* w, int64_t k, float* dst, float* pads) const {
     const int64_t p = k / 2, ldp = W_ + k - 1, rows = H_ + k - 1;
     const int64_t per_thread = (H_ + kmax() - 1) * (W_ + kmax() - 1);
-    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    const bool avx512 = depthwise_padded_avx512_available();
 #pragma omp parallel num_threads(threads_)
     {
       float* pad = pads + static_cast<int64_t>(omp_get_thread_num()) * per_thread;
