@@ -294,9 +294,12 @@ class PerformerSelfAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
 
-def performer_case(name, b, l, dim, heads, dim_head, causal, per_token=False, nb_features=None, step=False, x_scale=1.0):
+def performer_case(name, b, l, dim, heads, dim_head, causal, per_token=False, nb_features=None, step=False, x_scale=1.0,
+                   ramp=None):
     mod = PerformerSelfAttention(dim, heads, dim_head, causal, nb_features)
     x = rnd(b, l, dim, scale=x_scale)
+    if ramp is not None:  # token scales rising from ramp[0] to ramp[1]: later key blocks raise the head's max
+        x = x * torch.linspace(ramp[0], ramp[1], l, dtype=x.dtype).reshape(1, l, 1)
     y = run64(mod, x, per_token)
     ins, consts = proj_inputs(mod, ("to_q", "to_k", "to_v", "to_out"), None, None)
     pm = "fast_attention.projection_matrix"
@@ -317,6 +320,9 @@ performer_case("performer_len64_causal_head64", 1, 64, 64, 1, 64, True, x_scale=
 performer_case("performer_len1000_b2_head17", 2, 1000, 40, 2, 17, False)
 performer_case("performer_len1000_causal_head16_pertoken", 1, 1000, 32, 2, 16, True, per_token=True, step=True)
 performer_case("performer_len4097_causal_head16", 1, 4097, 32, 2, 16, True)
+performer_case("performer_len600_b2_head32_pertoken", 2, 600, 64, 2, 32, False, per_token=True)
+performer_case("performer_len1500_head32_rising", 1, 1500, 64, 2, 32, False, ramp=(0.3, 1.5))
+performer_case("performer_len700_causal_head32_rising", 1, 700, 64, 2, 32, True, ramp=(0.3, 1.5))
 
 
 # ---- NormAttention (TransNormer, fairseq-evo) ------------------------------------------

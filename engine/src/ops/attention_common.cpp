@@ -637,17 +637,29 @@ Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const 
 Status ProjectedHeadsKernel::core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,
                                        const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, float* o,
                                        float* st) const {
+  head_state_in(b, core, bh, kv_input, z_input, st);
+  if (ref_) core.run_ref(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st);
+  else ATROUS_RETURN_IF_ERROR(core.run(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st, st + core.state_floats()));
+  head_state_out(b, core, bh, z_input, st);
+  return Status::Ok();
+}
+
+void ProjectedHeadsKernel::head_state_in(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,
+                                         float* st) const {
   const int64_t D = core.shape().d, M = s_.m;
   const bool with_z = z_input >= 0;
   const float* kv_in = input_or_null(b, kv_input);
   const float* z_in = with_z ? input_or_null(b, z_input) : nullptr;
+  state_in(kv_in ? kv_in + bh * D * M : nullptr, z_in ? z_in + bh * D : nullptr, D, M, with_z, st);
+}
+
+void ProjectedHeadsKernel::head_state_out(const RunBuffers& b, const LinearCore& core, int64_t bh, int z_input,
+                                          const float* st) const {
+  const int64_t D = core.shape().d, M = s_.m;
+  const bool with_z = z_input >= 0;
   float* kv_out = output_or_null(b, 1);
   float* z_out = with_z ? output_or_null(b, 2) : nullptr;
-  state_in(kv_in ? kv_in + bh * D * M : nullptr, z_in ? z_in + bh * D : nullptr, D, M, with_z, st);
-  if (ref_) core.run_ref(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st);
-  else ATROUS_RETURN_IF_ERROR(core.run(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st, st + core.state_floats()));
   if (kv_out) state_out(st, D, M, with_z, kv_out + bh * D * M, z_out ? z_out + bh * D : nullptr);
-  return Status::Ok();
 }
 
 double projection_flops(const ProjShapes& s) {

@@ -221,6 +221,10 @@ class ProjectedHeadsKernel : public Kernel {
   Status core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, const float* q,
                    int64_t ldq, const float* k, int64_t ldk, const float* v, float* o, float* st) const;
   int64_t core_thread_floats(const LinearCore& core) const { return core.state_floats() + (ref_ ? 0 : core.scratch_floats()); }
+  // core_head's first and last steps, for a head() that runs the core in pieces: st from
+  // the state inputs (or zeros), and st to the state outputs (where the node has them).
+  void head_state_in(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, float* st) const;
+  void head_state_out(const RunBuffers& b, const LinearCore& core, int64_t bh, int z_input, const float* st) const;
 
   bool ref_;
   ProjShapes s_;

@@ -15,9 +15,10 @@
 // inputs 0-10 (attention_common.h); 11 projection_matrix [m, D]; 12 state_kv [B, H, m, M]?;
 // 13 state_z [B, H, m]?. outputs: y [B, Lq, Eo], state_kv', state_z' (optional).
 //
-// Kernels: performer_chunked (sgemm projections and feature GEMMs, vectorised exp,
-// the chunked core; threads over batch × heads) and performer_ref (plain loops,
-// token-by-token recurrence).
+// Kernels: performer_chunked (packed projections; per (batch, head) task, the sequence
+// in blocks of 256 rows: each block's feature GEMM (sgemm), max and vectorised exp, then
+// the core on the block while it is in cache; no sequence-long feature buffer) and
+// performer_ref (plain loops over the whole sequence, token-by-token recurrence).
 #include <omp.h>
 
 #include <algorithm>
@@ -104,77 +105,163 @@ class PerformerKernel : public ProjectedHeadsKernel {
   }
 
  private:
-  // Thread scratch: the core's state and scratch, then φ(Q) [Lq, F] and φ(K) [Lk, F].
-  int64_t thread_floats() const override { return core_thread_floats(core_) + (s_.lq + s_.lk) * nf_; }
+  // Blocks of query and key rows whose features are computed at once (a multiple of the
+  // causal chunk, so that the chunks are the same as over the whole sequence).
+  static constexpr int64_t kRows = 256;
+  // Thread scratch: the core's state and scratch, then
+  //   performer_chunked: one block of φ(Q) and one of φ(K) [kRows, F], Σ v [M];
+  //   performer_ref: φ(Q) [Lq, F] and φ(K) [Lk, F] of the whole sequence.
+  int64_t thread_floats() const override {
+    return core_thread_floats(core_) + (ref_ ? (s_.lq + s_.lk) * nf_ : 2 * kRows * nf_ + s_.m);
+  }
   Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
               float* st) const override {
     const int64_t F = nf_;
     const float* w = input_or_null(b, kProjection);
     float* qf = st + core_thread_floats(core_);
-    float* kf = qf + s_.lq * F;
-    ATROUS_RETURN_IF_ERROR(features(q, s_.lq, w, true, qf));
-    ATROUS_RETURN_IF_ERROR(features(k, s_.lk, w, false, kf));
-    return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
+    float* kf = qf + (ref_ ? s_.lq : kRows) * F;
+    const int64_t bh = bi * s_.heads + h;
+    if (!ref_) return core_.shape().causal ? head_causal(b, bh, q, k, v, o, w, st, qf, kf) : head_noncausal(q, k, v, o, w, st, qf, kf);
+    features_ref(q, s_.lq, w, true, qf);
+    features_ref(k, s_.lk, w, false, kf);
+    return core_head(b, core_, bh, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
   }
 
-  // φ of n rows x (row stride s_.inner) into out [n, m], in blocks of kFeatureRows rows:
-  // each block's dd = (c·x) Wᵀ is still in cache when its rows are finished (queries and
-  // PerToken keys: max, exp, ratio and eps at once) or scanned for the max (PerHead keys:
-  // one more pass finishes them after the last block).
-  static constexpr int64_t kFeatureRows = 256;
-  Status features(const float* x, int64_t n, const float* w, bool is_query, float* out) const {
-    const int64_t D = s_.d, F = nf_, ld = s_.inner;
-    const float c = std::pow(static_cast<float>(D), -0.25f);
-    const bool per_row = is_query || per_token_;
-    float head_max = -std::numeric_limits<float>::infinity();
-    for (int64_t i0 = 0; i0 < n; i0 += kFeatureRows) {
-      const int64_t nb = std::min(kFeatureRows, n - i0);
-      float* blk = out + i0 * F;
-      if (ref_) {
-        for (int64_t i = i0; i < i0 + nb; ++i)
-          for (int64_t f = 0; f < F; ++f) {
-            float acc = 0.0f;
-            for (int64_t e = 0; e < D; ++e) acc += c * x[i * ld + e] * w[f * D + e];
-            out[i * F + f] = acc;
-          }
+  // performer_chunked, non-causal: block by block, keys into the state, then queries out
+  // of it, each block's features finished while in cache. PerHead keys need the max over
+  // all of them; the state instead sums ψ_j = exp(dd_j − diag_j − m) v_j with m the running
+  // max, scaled by exp(m_old − m_new) whenever a block raises it, and Σ v_j apart. At the
+  // end m is the head's max, and ratio · (ψ + kernel_eps) gives S = ratio · (Σ ψ_j v_j +
+  // kernel_eps · Σ v_j) and z = ratio · (Σ ψ_j + kernel_eps · Lk): master's sums.
+  Status head_noncausal(const float* q, const float* k, const float* v, float* o, const float* w, float* st, float* qf,
+                        float* kf) const {
+    const int64_t F = nf_, M = s_.m, cl = core_.cols(), ld = s_.inner, ldv = s_.inner_v;
+    float* scratch = st + core_.state_floats();
+    float* vsum = kf + kRows * F;
+    std::fill(st, st + core_.state_floats(), 0.0f);
+    std::fill(vsum, vsum + M, 0.0f);
+    float run_max = -std::numeric_limits<float>::infinity();
+    for (int64_t j0 = 0; j0 < s_.lk; j0 += kRows) {
+      const int64_t nb = std::min(kRows, s_.lk - j0);
+      const float* kb = k + j0 * ld;
+      ATROUS_RETURN_IF_ERROR(projected(kb, nb, w, kf));
+      if (per_token_) {
+        for (int64_t i = 0; i < nb; ++i) finish_row(kb + i * ld, kf + i * F, row_max(kf + i * F, F), true);
       } else {
-        ATROUS_RETURN_IF_ERROR(sgemm(false, true, nb, F, D, c, x + i0 * ld, ld, w, D, 0.0f, blk, F));
+        float bm = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < nb; ++i) bm = std::max(bm, row_max(kf + i * F, F));
+        if (bm > run_max) {
+          if (run_max > -std::numeric_limits<float>::infinity()) {
+            const float scale = std::exp(run_max - bm);
+            for (int64_t t = 0; t < core_.state_floats(); ++t) st[t] *= scale;
+          }
+          run_max = bm;
+        }
+        for (int64_t i = 0; i < nb; ++i) {
+          finish_row(kb + i * ld, kf + i * F, run_max, false);
+          const float* vi = v + (j0 + i) * ldv;
+#pragma omp simd
+          for (int64_t e = 0; e < M; ++e) vsum[e] += vi[e];
+        }
       }
-      for (int64_t i = i0; i < i0 + nb; ++i) {
-        const float mx = ref_ ? plain_max(out + i * F, F) : row_max(out + i * F, F);
-        if (per_row) finish_row(x + i * ld, out + i * F, mx, c);
-        else head_max = std::max(head_max, mx);
+      ATROUS_RETURN_IF_ERROR(core_.accumulate(kf, F, v + j0 * ldv, ldv, nb, st, scratch));
+    }
+    if (!per_token_) {
+      const float ratio = 1.0f / std::sqrt(static_cast<float>(F)), eps = kernel_eps_;
+      for (int64_t f = 0; f < F; ++f) {
+        float* row = st + f * cl;
+#pragma omp simd
+        for (int64_t e = 0; e < M; ++e) row[e] = ratio * (row[e] + eps * vsum[e]);
+        row[M] = ratio * (row[M] + eps * static_cast<float>(s_.lk));
       }
     }
-    if (!per_row)
-      for (int64_t i = 0; i < n; ++i) finish_row(x + i * ld, out + i * F, head_max, c);
+    for (int64_t i0 = 0; i0 < s_.lq; i0 += kRows) {
+      const int64_t nb = std::min(kRows, s_.lq - i0);
+      ATROUS_RETURN_IF_ERROR(query_block(q + i0 * ld, nb, w, qf));
+      ATROUS_RETURN_IF_ERROR(core_.read(qf, F, nb, o + i0 * ldv, ldv, st, scratch));
+    }
     return Status::Ok();
   }
-  // row = ratio · (exp(dd − |x|² c² / 2 − mx) + kernel_eps).
-  void finish_row(const float* x, float* row, float mx, float c) const {
+
+  // performer_chunked, causal: block by block, the chunked core carrying the state (from
+  // the state inputs when given). PerHead keys: a first pass over the key blocks finds the
+  // head's max (their dd only).
+  Status head_causal(const RunBuffers& b, int64_t bh, const float* q, const float* k, const float* v, float* o, const float* w,
+                     float* st, float* qf, float* kf) const {
+    const int64_t F = nf_, ld = s_.inner, ldv = s_.inner_v, L = s_.lq;
+    float* scratch = st + core_.state_floats();
+    float head_max = -std::numeric_limits<float>::infinity();
+    if (!per_token_)
+      for (int64_t r0 = 0; r0 < L; r0 += kRows) {
+        const int64_t nb = std::min(kRows, L - r0);
+        ATROUS_RETURN_IF_ERROR(projected(k + r0 * ld, nb, w, kf));
+        for (int64_t i = 0; i < nb; ++i) head_max = std::max(head_max, row_max(kf + i * F, F));
+      }
+    head_state_in(b, core_, bh, kStateKv, kStateZ, st);
+    for (int64_t r0 = 0; r0 < L; r0 += kRows) {
+      const int64_t nb = std::min(kRows, L - r0);
+      const float* kb = k + r0 * ld;
+      ATROUS_RETURN_IF_ERROR(query_block(q + r0 * ld, nb, w, qf));
+      ATROUS_RETURN_IF_ERROR(projected(kb, nb, w, kf));
+      for (int64_t i = 0; i < nb; ++i) finish_row(kb + i * ld, kf + i * F, per_token_ ? row_max(kf + i * F, F) : head_max, true);
+      ATROUS_RETURN_IF_ERROR(core_.with_rows(nb, nb).run(qf, F, kf, F, v + r0 * ldv, ldv, o + r0 * ldv, ldv, st, scratch));
+    }
+    head_state_out(b, core_, bh, kStateZ, st);
+    return Status::Ok();
+  }
+
+  // out [n, F] = dd = (c·x) Wᵀ of n rows of x (row stride s_.inner).
+  Status projected(const float* x, int64_t n, const float* w, float* out) const {
+    const float c = std::pow(static_cast<float>(s_.d), -0.25f);
+    return sgemm(false, true, n, nf_, s_.d, c, x, s_.inner, w, s_.d, 0.0f, out, nf_);
+  }
+  // φq of n query rows: each row's own max.
+  Status query_block(const float* x, int64_t n, const float* w, float* out) const {
+    ATROUS_RETURN_IF_ERROR(projected(x, n, w, out));
+    for (int64_t i = 0; i < n; ++i) finish_row(x + i * s_.inner, out + i * nf_, row_max(out + i * nf_, nf_), true);
+    return Status::Ok();
+  }
+  // row = exp(dd − |x|² c² / 2 − mx), then (full) ratio · (row + kernel_eps).
+  void finish_row(const float* x, float* row, float mx, bool full) const {
     const int64_t D = s_.d, F = nf_;
-    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
+    const float c = std::pow(static_cast<float>(D), -0.25f);
     float sq = 0.0f;
-    if (ref_) {
-      for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
-    } else {
 #pragma omp simd reduction(+ : sq)
-      for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
-    }
-    const float diag = sq / 2.0f * c * c;
-    if (ref_) {
-      for (int64_t f = 0; f < F; ++f) row[f] = ratio * (std::exp(row[f] - diag - mx) + kernel_eps_);
-      return;
-    }
-    exp_add(row, row, F, -diag - mx);
-    const float eps = kernel_eps_;
+    for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
+    exp_add(row, row, F, -(sq / 2.0f * c * c) - mx);
+    if (!full) return;
+    const float ratio = 1.0f / std::sqrt(static_cast<float>(F)), eps = kernel_eps_;
 #pragma omp simd
     for (int64_t f = 0; f < F; ++f) row[f] = ratio * (row[f] + eps);
   }
-  static float plain_max(const float* x, int64_t n) {
-    float m = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-    return m;
+
+  // performer_ref: φ of n rows x (row stride s_.inner) into out [n, m] with plain loops,
+  // as master computes it: dd, then the max (per row, or over the whole head), then
+  // ratio · (exp(dd − diag − max) + kernel_eps).
+  void features_ref(const float* x, int64_t n, const float* w, bool is_query, float* out) const {
+    const int64_t D = s_.d, F = nf_, ld = s_.inner;
+    const float c = std::pow(static_cast<float>(D), -0.25f);
+    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
+    const bool per_row = is_query || per_token_;
+    float head_max = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t f = 0; f < F; ++f) {
+        float acc = 0.0f;
+        for (int64_t e = 0; e < D; ++e) acc += c * x[i * ld + e] * w[f * D + e];
+        out[i * F + f] = acc;
+        head_max = std::max(head_max, acc);
+      }
+    for (int64_t i = 0; i < n; ++i) {
+      float mx = head_max;
+      if (per_row) {
+        mx = -std::numeric_limits<float>::infinity();
+        for (int64_t f = 0; f < F; ++f) mx = std::max(mx, out[i * F + f]);
+      }
+      float sq = 0.0f;
+      for (int64_t e = 0; e < D; ++e) sq += x[i * ld + e] * x[i * ld + e];
+      const float diag = sq / 2.0f * c * c;
+      for (int64_t f = 0; f < F; ++f) out[i * F + f] = ratio * (std::exp(out[i * F + f] - diag - mx) + kernel_eps_);
+    }
   }
 
   int64_t nf_ = 1;
