@@ -136,13 +136,13 @@ __attribute__((target("avx512f"))) float exp_shift_sum_avx512(float* x, int64_t 
   return _mm512_reduce_add_ps(acc);
 }
 
-__attribute__((target("avx512f"))) void exp_add_avx512(const float* x, float* y, int64_t n, float add) {
-  const __m512 a = _mm512_set1_ps(add);
+__attribute__((target("avx512f"))) void exp_add_avx512(const float* x, float* y, int64_t n, float add, float offset) {
+  const __m512 a = _mm512_set1_ps(add), off = _mm512_set1_ps(offset);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_add_ps(_mm512_loadu_ps(x + i), a)));
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_add_ps(exp16(_mm512_add_ps(_mm512_loadu_ps(x + i), a)), off));
   if (i < n) {
     __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, k, exp16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, x + i), a)));
+    _mm512_mask_storeu_ps(y + i, k, _mm512_add_ps(exp16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, x + i), a)), off));
   }
 }
 
@@ -182,11 +182,11 @@ __attribute__((target("avx2,fma"))) float exp_shift_sum_avx2(float* x, int64_t n
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) void exp_add_avx2(const float* x, float* y, int64_t n, float add) {
-  const __m256 a = _mm256_set1_ps(add);
+__attribute__((target("avx2,fma"))) void exp_add_avx2(const float* x, float* y, int64_t n, float add, float offset) {
+  const __m256 a = _mm256_set1_ps(add), off = _mm256_set1_ps(offset);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_add_ps(_mm256_loadu_ps(x + i), a)));
-  for (; i < n; ++i) y[i] = std::exp(x[i] + add);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(exp8(_mm256_add_ps(_mm256_loadu_ps(x + i), a)), off));
+  for (; i < n; ++i) y[i] = std::exp(x[i] + add) + offset;
 }
 
 __attribute__((target("avx512f"))) void elu_add_avx512(float* x, int64_t n, float add) {
@@ -255,13 +255,13 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
   return s;
 }
 
-void exp_add(const float* x, float* y, int64_t n, float add) {
+void exp_add(const float* x, float* y, int64_t n, float add, float offset) {
   switch (isa()) {
-    case Isa::kAvx512: return exp_add_avx512(x, y, n, add);
-    case Isa::kAvx2: return exp_add_avx2(x, y, n, add);
+    case Isa::kAvx512: return exp_add_avx512(x, y, n, add, offset);
+    case Isa::kAvx2: return exp_add_avx2(x, y, n, add, offset);
     default: break;
   }
-  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] + add);
+  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] + add) + offset;
 }
 
 const char* vector_isa() {

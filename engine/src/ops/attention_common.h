@@ -44,8 +44,8 @@ void project_ref(const float* src, int64_t rows, int64_t k, int64_t ld_src, cons
 float row_max(const float* x, int64_t n);
 // x[i] = exp(x[i] - shift); returns Σ x[i] after the update.
 float exp_shift_sum(float* x, int64_t n, float shift);
-// y[i] = exp(x[i] + add) (x and y may alias).
-void exp_add(const float* x, float* y, int64_t n, float add);
+// y[i] = exp(x[i] + add) + offset (x and y may alias).
+void exp_add(const float* x, float* y, int64_t n, float add, float offset = 0.0f);
 // x[i] = elu(x[i]) + add (alpha 1), vectorised, OpenMP-parallel over blocks.
 void elu_add_inplace(float* x, int64_t n, float add);
 // The same on the calling thread (a block inside a parallel region).

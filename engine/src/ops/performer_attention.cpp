@@ -85,6 +85,9 @@ class PerformerKernel : public ProjectedHeadsKernel {
       : ProjectedHeadsKernel(ctx, ctx.attrs<fb::PerformerAttentionT>().num_heads, ref, "FAVOR+ kernel") {
     const auto& a = ctx.attrs<fb::PerformerAttentionT>();
     nf_ = ctx.in[kProjection].shape[0];
+    c_ = std::pow(static_cast<float>(s_.d), -0.25f);
+    ratio_ = 1.0f / std::sqrt(static_cast<float>(nf_));
+    log_ratio_ = std::log(ratio_);
     kernel_eps_ = a.kernel_eps;
     per_token_ = a.key_max == fb::PerformerKeyMax::PerToken;
     LinearCoreShape cs;
@@ -167,7 +170,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
       ATROUS_RETURN_IF_ERROR(core_.accumulate(kf, F, v + j0 * ldv, ldv, nb, st, scratch));
     }
     if (!per_token_) {
-      const float ratio = 1.0f / std::sqrt(static_cast<float>(F)), eps = kernel_eps_;
+      const float ratio = ratio_, eps = kernel_eps_;
       for (int64_t f = 0; f < F; ++f) {
         float* row = st + f * cl;
 #pragma omp simd
@@ -212,8 +215,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
 
   // out [n, F] = dd = (c·x) Wᵀ of n rows of x (row stride s_.inner).
   Status projected(const float* x, int64_t n, const float* w, float* out) const {
-    const float c = std::pow(static_cast<float>(s_.d), -0.25f);
-    return sgemm(false, true, n, nf_, s_.d, c, x, s_.inner, w, s_.d, 0.0f, out, nf_);
+    return sgemm(false, true, n, nf_, s_.d, c_, x, s_.inner, w, s_.d, 0.0f, out, nf_);
   }
   // φq of n query rows: each row's own max.
   Status query_block(const float* x, int64_t n, const float* w, float* out) const {
@@ -224,15 +226,13 @@ class PerformerKernel : public ProjectedHeadsKernel {
   // row = exp(dd − |x|² c² / 2 − mx), then (full) ratio · (row + kernel_eps).
   void finish_row(const float* x, float* row, float mx, bool full) const {
     const int64_t D = s_.d, F = nf_;
-    const float c = std::pow(static_cast<float>(D), -0.25f);
     float sq = 0.0f;
 #pragma omp simd reduction(+ : sq)
     for (int64_t e = 0; e < D; ++e) sq += x[e] * x[e];
-    exp_add(row, row, F, -(sq / 2.0f * c * c) - mx);
-    if (!full) return;
-    const float ratio = 1.0f / std::sqrt(static_cast<float>(F)), eps = kernel_eps_;
-#pragma omp simd
-    for (int64_t f = 0; f < F; ++f) row[f] = ratio * (row[f] + eps);
+    const float shift = -(sq / 2.0f * c_ * c_) - mx;
+    if (!full) return exp_add(row, row, F, shift);
+    // ratio · (exp(a) + eps) as exp(a + ln ratio) + ratio · eps, in one vector pass
+    exp_add(row, row, F, shift + log_ratio_, ratio_ * kernel_eps_);
   }
 
   // performer_ref: φ of n rows x (row stride s_.inner) into out [n, m] with plain loops,
@@ -265,6 +265,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
   }
 
   int64_t nf_ = 1;
+  float c_ = 1.0f, ratio_ = 1.0f, log_ratio_ = 0.0f;  // D^-1/4, m^-1/2, ln ratio
   float kernel_eps_ = 1e-4f;
   bool per_token_ = false;
   LinearCore core_{LinearCoreShape{}};
