@@ -19,10 +19,7 @@
 // in blocks of 256 rows: each block's feature GEMM (sgemm), max and vectorised exp, then
 // the core on the block while it is in cache; no sequence-long feature buffer) and
 // performer_ref (plain loops over the whole sequence, token-by-token recurrence).
-#include <omp.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -240,8 +237,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
   // ratio · (exp(dd − diag − max) + kernel_eps).
   void features_ref(const float* x, int64_t n, const float* w, bool is_query, float* out) const {
     const int64_t D = s_.d, F = nf_, ld = s_.inner;
-    const float c = std::pow(static_cast<float>(D), -0.25f);
-    const float ratio = 1.0f / std::sqrt(static_cast<float>(F));
+    const float c = c_, ratio = ratio_;
     const bool per_row = is_query || per_token_;
     float head_max = -std::numeric_limits<float>::infinity();
     for (int64_t i = 0; i < n; ++i)
