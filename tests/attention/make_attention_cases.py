@@ -673,5 +673,8 @@ mla_case("litemla_17x241_head16", 1, 32, 17, 241, 16)
 # tile and a tail of 6, in lite_mla_gemm's AVX-512 depthwise)
 mla_case("litemla_5x3_scale7", 1, 16, 5, 3, 8, scales=(7,))
 mla_case("litemla_9x70_scales37", 1, 32, 9, 70, 16, scales=(3, 7), proj_bias=True)
+# one head (3 aggregation groups over 2 threads: lite_mla_gemm splits each group's columns
+# in two), dim 12 (narrow_gemm's 8-row tile and a 4-row tail), 1403 tokens (a column tail)
+mla_case("litemla_23x61_onehead_dim12", 1, 12, 23, 61, 12, scales=(5,))
 
 W.finish()

@@ -13,7 +13,8 @@
 //
 // Kernels: lite_mla_gemm (sgemm for the 1×1 convs and the attention products; threads
 // over batch × groups; the depthwise k×k per channel from a zero-padded copy,
-// ops/depthwise_padded.h, AVX-512 where the CPU has it) and lite_mla_ref
+// ops/depthwise_padded.h, and the grouped 1×1 on ops/narrow_gemm.h, both AVX-512 where
+// the CPU has it) and lite_mla_ref
 // (plain loops).
 #include <omp.h>
 
@@ -25,6 +26,7 @@
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
 #include "ops/depthwise_padded.h"
+#include "ops/narrow_gemm.h"
 #include "ops/op_registry.h"
 
 namespace atrous {
@@ -116,13 +118,7 @@ class LiteMlaKernel : public Kernel {
         else depthwise_fast(mb, in(kFirstScale + 2 * static_cast<int>(s)), k, dw, scr(pad_scr_));
         const float* pw = in(kFirstScale + 2 * static_cast<int>(s) + 1);  // [3T, dim]: group r maps dw rows r·dim.. to the same rows
         float* agg = mb + (s + 1) * t3_ * n_;
-        // One parallel region for all groups (each GEMM on its thread): a region per
-        // small GEMM costs a barrier each, which dominates on a busy machine.
-        std::atomic<bool> bad{false};
-#pragma omp parallel for num_threads(threads_) schedule(static)
-        for (int64_t r = 0; r < t3_ / d_; ++r)
-          if (!mm(false, false, d_, n_, d_, pw + r * d_ * d_, d_, dw + r * d_ * n_, n_, 0.0f, agg + r * d_ * n_, n_).ok()) bad = true;
-        if (bad) return internal_error("sgemm failed in LiteMLA's aggregation");
+        ATROUS_RETURN_IF_ERROR(aggregate(pw, dw, agg));
       }
     }
     std::atomic<bool> failed{false};
@@ -170,6 +166,32 @@ class LiteMlaKernel : public Kernel {
         for (int64_t k = 0; k < K; ++k) acc += (ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? Bm[j * ldb + k] : Bm[k * ldb + j]);
         Cm[i * ldc + j] = acc + (beta != 0.0f ? beta * Cm[i * ldc + j] : 0.0f);
       }
+    return Status::Ok();
+  }
+
+  // agg = the grouped 1×1 (groups t3 / dim, [dim × dim] each) of dw, both [t3, n].
+  // lite_mla_gemm: narrow_gemm (ops/narrow_gemm.h) on tasks of (group, column range), in
+  // one parallel region (a region per small GEMM costs a barrier each, which dominates on
+  // a busy machine). Its output is written past the cache (non-temporal stores): at 4k
+  // tokens and more it is larger than the L3 anyway, and at 1k it measured the same.
+  Status aggregate(const float* pw, const float* dw, float* agg) const {
+    const int64_t G = t3_ / d_;
+    if (ref_) {
+      for (int64_t r = 0; r < G; ++r) ATROUS_RETURN_IF_ERROR(mm(false, false, d_, n_, d_, pw + r * d_ * d_, d_, dw + r * d_ * n_, n_, 0.0f, agg + r * d_ * n_, n_));
+      return Status::Ok();
+    }
+    // Enough tasks for every thread (ranges of whole 48-column panels).
+    const int64_t parts = std::max<int64_t>(1, (2 * threads_ + G - 1) / G);
+    const int64_t cols = (n_ + parts - 1) / parts, step = (cols + 47) / 48 * 48;
+    const int64_t tasks_per_group = (n_ + step - 1) / step;
+    std::atomic<bool> bad{false};
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t t = 0; t < G * tasks_per_group; ++t) {
+      const int64_t r = t / tasks_per_group, j0 = (t % tasks_per_group) * step, nc = std::min(step, n_ - j0);
+      const int64_t off = r * d_ * n_ + j0;
+      if (!narrow_gemm(d_, nc, d_, pw + r * d_ * d_, d_, dw + off, n_, agg + off, n_, true).ok()) bad = true;
+    }
+    if (bad) return internal_error("the grouped 1×1 (narrow_gemm) failed in LiteMLA's aggregation");
     return Status::Ok();
   }
 
