@@ -14,7 +14,8 @@
 // growth (input, weights, arena and plan; the same measure as PyTorch's column), and
 // the plan's arena. GFLOP/s counts the node's flops (Kernel::flops: projections and
 // attention products) over the whole node time. A second table times the matrix-shaped
-// parts alone (sgemm projections, the linear-attention core) against the FMA peak.
+// parts alone against the FMA peak: the sgemm projections, the linear-attention core, and
+// LiteMLA's four products with the calls and shapes lite_mla_gemm makes.
 // PyTorch numbers come from attention_bench.py beside this file (same threads).
 #include <omp.h>
 #include <sys/resource.h>
@@ -25,7 +26,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <map>
 #include <random>
 #include <sstream>
@@ -34,7 +37,9 @@
 
 #include "atrous/atrous.h"
 #include "builder/graph_builder.h"
+#include "onednn/gemm.h"
 #include "ops/attention_common.h"
+#include "ops/narrow_gemm.h"
 
 using namespace atrous;
 
@@ -52,12 +57,35 @@ struct Options {
   std::vector<std::string> kernels;  // --kernels: the only kernels allowed (empty: all)
 };
 
-std::vector<float> randn(size_t count, float scale, uint32_t seed) {
+// 64-byte aligned storage for the parts tables, as the plan's arena gives the kernels
+// (a plain std::vector of this size starts 16 bytes past a cache line).
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  bool operator==(const Aligned64&) const { return true; }
+  bool operator!=(const Aligned64&) const { return false; }
+};
+using Floats = std::vector<float, Aligned64<float>>;
+
+Floats randn_aligned(size_t count, float scale, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(count);
+  Floats v(count);
   for (float& x : v) x = d(rng);
   return v;
+}
+std::vector<float> randn(size_t count, float scale, uint32_t seed) {
+  Floats a = randn_aligned(count, scale, seed);
+  return std::vector<float>(a.begin(), a.end());
 }
 
 int weight(GraphBuilder& g, const std::string& name, const Shape& shape, float scale, uint32_t seed) {
@@ -251,8 +279,8 @@ void gemm_parts(const Options& o, int64_t n) {
   // this process has started OpenMP threads would hang in its first parallel region.
   Measure pm = measure("projection", n, false, o);
   omp_set_num_threads(o.threads);
-  std::vector<float> x = randn(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn(kDim * kDim, 0.05f, 2), b(kDim, 0.1f);
-  std::vector<float> y(static_cast<size_t>(n * kDim));
+  Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(kDim * kDim, 0.05f, 2), b(kDim, 0.1f);
+  Floats y(static_cast<size_t>(n * kDim));
   auto time_it = [&](auto&& f) {
     std::vector<double> t;
     for (int r = 0; r < 4; ++r) {
@@ -276,9 +304,9 @@ void gemm_parts(const Options& o, int64_t n) {
     cs.causal = causal;
     cs.chunk = 128;
     attn::LinearCore core(cs);
-    std::vector<float> q = randn(static_cast<size_t>(n * kDim), 0.5f, 3);
+    Floats q = randn_aligned(static_cast<size_t>(n * kDim), 0.5f, 3);
     for (float& e : q) e = std::fabs(e);
-    std::vector<float> st(static_cast<size_t>(o.threads * (core.state_floats() + core.scratch_floats())));
+    Floats st(static_cast<size_t>(o.threads * (core.state_floats() + core.scratch_floats())));
     double tc = time_it([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
       for (int h = 0; h < kHeads; ++h) {
@@ -291,6 +319,57 @@ void gemm_parts(const Options& o, int64_t n) {
     std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s\n", causal ? "causal" : "non-causal", tc * 1e3,
                 kHeads * core.flops() / tc / 1e9);
   }
+}
+
+// LiteMLA's matrix-shaped parts at n tokens (the litemla variant: 512 channels, dim 64,
+// scale 5, so 16 attention groups), each with the library calls lite_mla_gemm makes:
+// qkv 1×1 (sgemm), the grouped 1×1 aggregation (narrow_gemm, 24 groups of 64, streamed),
+// the attention GEMMs of the blocked linear form (per group and 256-token block,
+// v_b relu(k_b)ᵀ accumulated and vk relu(q_b); here on a fixed block, without the
+// ReLU copies and the division), the output 1×1 (sgemm, 1024 -> 512, beta 1).
+void litemla_parts(const Options& o, int64_t n) {
+  omp_set_num_threads(o.threads);
+  const int64_t t3 = 3 * kDim, d = kHeadDim, groups = 2 * kHeads, blk_n = 256;
+  Floats x = randn_aligned(static_cast<size_t>(kDim * n), 1.0f, 1), wq = randn_aligned(static_cast<size_t>(t3 * kDim), 0.05f, 2);
+  Floats wp = randn_aligned(static_cast<size_t>(kDim * groups * d), 0.03f, 3), pw = randn_aligned(static_cast<size_t>(t3 * d), 0.1f, 4);
+  Floats multi(static_cast<size_t>(2 * t3 * n)), out(static_cast<size_t>(groups * d * n)), y(static_cast<size_t>(kDim * n));
+  Floats blk = randn_aligned(static_cast<size_t>(o.threads * d * blk_n), 1.0f, 5), vk(static_cast<size_t>(o.threads * d * d));
+  auto time_it = [&](auto&& f) {
+    std::vector<double> t;
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[2];
+  };
+  auto row = [&](const char* what, double flops, double s) {
+    std::printf("  litemla %-44s: %8.2f ms  %6.1f GFLOP/s\n", what, s * 1e3, flops / s / 1e9);
+  };
+  row("qkv 1x1 [1536 x 512] x [512 x n] (sgemm)", 2.0 * t3 * kDim * n,
+      time_it([&] { (void)sgemm(false, false, t3, n, kDim, 1.0f, wq.data(), kDim, x.data(), n, 0.0f, multi.data(), n); }));
+  const float* dw = multi.data();  // any [1536, n] map
+  float* agg = multi.data() + t3 * n;
+  const int64_t G = t3 / d;
+  row("aggregation 24 x [64 x 64] x [64 x n] (narrow)", 2.0 * t3 * d * n, time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(static)
+        for (int64_t r = 0; r < G; ++r) (void)narrow_gemm(d, n, d, pw.data() + r * d * d, d, dw + r * d * n, n, agg + r * d * n, n, true);
+      }));
+  row("attention GEMMs, 16 groups (sgemm per block)", groups * 2.0 * 2 * n * d * d, time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+        for (int64_t g = 0; g < groups; ++g) {
+          const int tid = omp_get_thread_num();
+          float *b = blk.data() + tid * d * blk_n, *s = vk.data() + tid * d * d;
+          const float* v = multi.data() + (g * 3 + 2) * d * n;
+          for (int64_t j0 = 0; j0 < n; j0 += blk_n)
+            (void)sgemm(false, true, d, d, std::min(blk_n, n - j0), 1.0f, v + j0, n, b, blk_n, j0 > 0 ? 1.0f : 0.0f, s, d);
+          for (int64_t i0 = 0; i0 < n; i0 += blk_n)
+            (void)sgemm(false, false, d, std::min(blk_n, n - i0), d, 1.0f, s, d, b, blk_n, 0.0f, out.data() + g * d * n + i0, n);
+        }
+      }));
+  row("projection 1x1 [512 x 1024] x [1024 x n] (sgemm)", 2.0 * kDim * groups * d * n,
+      time_it([&] { (void)sgemm(false, false, kDim, n, groups * d, 1.0f, wp.data(), groups * d, out.data(), n, 1.0f, y.data(), n); }));
 }
 
 std::vector<int64_t> parse_ints(const std::string& s) {
@@ -386,6 +465,7 @@ int main(int argc, char** argv) {
   if (o.parts_n > 0) {
     std::printf("\nmatrix-shaped parts alone (%d threads; compare with build/bin/fma_peak):\n", o.threads);
     gemm_parts(o, o.parts_n);
+    litemla_parts(o, o.parts_n);
   }
   return 0;
 }
