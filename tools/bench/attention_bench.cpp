@@ -14,8 +14,9 @@
 // growth (input, weights, arena and plan; the same measure as PyTorch's column), and
 // the plan's arena. GFLOP/s counts the node's flops (Kernel::flops: projections and
 // attention products) over the whole node time. A second table times the matrix-shaped
-// parts alone against the FMA peak: the sgemm projections, the linear-attention core, and
-// LiteMLA's four products with the calls and shapes lite_mla_gemm makes.
+// parts alone against the FMA peak: the sgemm projections, the linear-attention core,
+// LiteMLA's four products and Performer's feature GEMM and core, with the calls and shapes
+// their kernels make.
 // PyTorch numbers come from attention_bench.py beside this file (same threads).
 #include <omp.h>
 #include <sys/resource.h>
@@ -372,6 +373,80 @@ void litemla_parts(const Options& o, int64_t n) {
       time_it([&] { (void)sgemm(false, false, kDim, n, groups * d, 1.0f, wp.data(), groups * d, out.data(), n, 1.0f, y.data(), n); }));
 }
 
+// PerformerAttention's matrix-shaped parts at n tokens (266 features, 8 heads × 64), with
+// the calls performer_chunked makes per (head, block of 256 rows): the feature GEMM
+// dd = x Wᵀ [256 × 64]·[64 × 266]ᵀ (sgemm), then the core on the features: non-causal
+// accumulate + read (small_sgemm), causal the chunked run() (chunk 128). Each thread
+// works on its own heads, as in the node; inputs are fixed blocks (no exp, no max).
+void performer_parts(const Options& o, int64_t n) {
+  omp_set_num_threads(o.threads);
+  const int64_t F = 266, rows = 256;
+  Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(static_cast<size_t>(F * kHeadDim), 1.0f, 2);
+  Floats feats = randn_aligned(static_cast<size_t>(o.threads * 2 * rows * F), 0.5f, 3);
+  for (float& e : feats) e = std::fabs(e);
+  Floats y(static_cast<size_t>(n * kDim));
+  auto time_it = [&](auto&& f) {
+    std::vector<double> t;
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[2];
+  };
+  auto row = [&](const char* what, double flops, double s) {
+    std::printf("  performer %-42s: %8.2f ms  %6.1f GFLOP/s\n", what, s * 1e3, flops / s / 1e9);
+  };
+  // q and k of every head: 2 · 8 · n/256 GEMMs
+  row("features [256 x 64] x [64 x 266]^T (sgemm)", 2.0 * 2 * kHeads * n * kHeadDim * F, time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+        for (int64_t h = 0; h < kHeads; ++h) {
+          float* out = feats.data() + omp_get_thread_num() * 2 * rows * F;
+          for (int pass = 0; pass < 2; ++pass)
+            for (int64_t r0 = 0; r0 < n; r0 += rows)
+              (void)sgemm(false, true, std::min(rows, n - r0), F, kHeadDim, 0.35f, x.data() + r0 * kDim + h * kHeadDim, kDim, w.data(),
+                          kHeadDim, 0.0f, out + pass * rows * F, F);
+        }
+      }));
+  for (bool causal : {false, true}) {
+    attn::LinearCoreShape cs;
+    cs.lq = cs.lk = rows;
+    cs.d = F;
+    cs.m = kHeadDim;
+    cs.causal = causal;
+    cs.chunk = 128;
+    cs.eps = 1e-6f;
+    attn::LinearCore core(cs);
+    const int64_t per_thread = core.state_floats() + core.scratch_floats();
+    Floats st(static_cast<size_t>(o.threads * per_thread));
+    double flops = 0;
+    for (int64_t r0 = 0; r0 < n; r0 += rows) flops += kHeads * core.with_rows(std::min(rows, n - r0), std::min(rows, n - r0)).flops();
+    row(causal ? "core causal (chunk 128), d 266, m 64" : "core accumulate + read, d 266, m 64", flops, time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+          for (int64_t h = 0; h < kHeads; ++h) {
+            float* s = st.data() + omp_get_thread_num() * per_thread;
+            const float* qf = feats.data() + omp_get_thread_num() * 2 * rows * F;
+            const float* kf = qf + rows * F;
+            std::fill(s, s + core.state_floats(), 0.0f);
+            const float* v = x.data() + h * kHeadDim;
+            float* out = y.data() + h * kHeadDim;
+            if (causal) {
+              for (int64_t r0 = 0; r0 < n; r0 += rows) {
+                const int64_t nb = std::min(rows, n - r0);
+                (void)core.with_rows(nb, nb).run(qf, F, kf, F, v + r0 * kDim, kDim, out + r0 * kDim, kDim, s, s + core.state_floats());
+              }
+            } else {
+              for (int64_t r0 = 0; r0 < n; r0 += rows)
+                (void)core.accumulate(kf, F, v + r0 * kDim, kDim, std::min(rows, n - r0), s, s + core.state_floats());
+              for (int64_t r0 = 0; r0 < n; r0 += rows)
+                (void)core.read(qf, F, std::min(rows, n - r0), out + r0 * kDim, kDim, s, s + core.state_floats());
+            }
+          }
+        }));
+  }
+}
+
 std::vector<int64_t> parse_ints(const std::string& s) {
   std::vector<int64_t> v;
   std::stringstream ss(s);
@@ -466,6 +541,7 @@ int main(int argc, char** argv) {
     std::printf("\nmatrix-shaped parts alone (%d threads; compare with build/bin/fma_peak):\n", o.threads);
     gemm_parts(o, o.parts_n);
     litemla_parts(o, o.parts_n);
+    performer_parts(o, o.parts_n);
   }
   return 0;
 }
