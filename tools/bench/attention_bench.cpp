@@ -325,9 +325,9 @@ void gemm_parts(const Options& o, int64_t n) {
 // LiteMLA's matrix-shaped parts at n tokens (the litemla variant: 512 channels, dim 64,
 // scale 5, so 16 attention groups), each with the library calls lite_mla_gemm makes:
 // qkv 1×1 (sgemm), the grouped 1×1 aggregation (narrow_gemm, 24 groups of 64, streamed),
-// the attention GEMMs of the blocked linear form (per group and 256-token block,
-// v_b relu(k_b)ᵀ accumulated and vk relu(q_b); here on a fixed block, without the
-// ReLU copies and the division), the output 1×1 (sgemm, 1024 -> 512, beta 1).
+// the attention's v relu(k)ᵀ (sgemm per group and 256-token block, on a fixed block:
+// the ReLU copies not included) and its read-out (narrow_ratio: ReLU and division
+// included), the output 1×1 (sgemm, 1024 -> 512, beta 1).
 void litemla_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
   const int64_t t3 = 3 * kDim, d = kHeadDim, groups = 2 * kHeads, blk_n = 256;
@@ -357,16 +357,23 @@ void litemla_parts(const Options& o, int64_t n) {
 #pragma omp parallel for num_threads(o.threads) schedule(static)
         for (int64_t r = 0; r < G; ++r) (void)narrow_gemm(d, n, d, pw.data() + r * d * d, d, dw + r * d * n, n, agg + r * d * n, n, true);
       }));
-  row("attention GEMMs, 16 groups (sgemm per block)", groups * 2.0 * 2 * n * d * d, time_it([&] {
+  row("vk += v relu(k)^T, 16 groups (sgemm per block)", groups * 2.0 * n * d * d, time_it([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t g = 0; g < groups; ++g) {
           const int tid = omp_get_thread_num();
-          float *b = blk.data() + tid * d * blk_n, *s = vk.data() + tid * d * d;
           const float* v = multi.data() + (g * 3 + 2) * d * n;
           for (int64_t j0 = 0; j0 < n; j0 += blk_n)
-            (void)sgemm(false, true, d, d, std::min(blk_n, n - j0), 1.0f, v + j0, n, b, blk_n, j0 > 0 ? 1.0f : 0.0f, s, d);
-          for (int64_t i0 = 0; i0 < n; i0 += blk_n)
-            (void)sgemm(false, false, d, std::min(blk_n, n - i0), d, 1.0f, s, d, b, blk_n, 0.0f, out.data() + g * d * n + i0, n);
+            (void)sgemm(false, true, d, d, std::min(blk_n, n - j0), 1.0f, v + j0, n, blk.data() + tid * d * blk_n, blk_n,
+                        j0 > 0 ? 1.0f : 0.0f, vk.data() + tid * d * d, d);
+        }
+      }));
+  // the read-out as the node runs it: ReLU of q and the division included
+  row("read-out vk relu(q) / den, 16 groups (narrow_ratio)", groups * 2.0 * n * d * (d + 1), time_it([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+        for (int64_t g = 0; g < groups; ++g) {
+          const int tid = omp_get_thread_num();
+          const float* s = vk.data() + tid * d * d;
+          narrow_ratio(d, n, d, s, d, s, 1e-15f, multi.data() + g * 3 * d * n, n, out.data() + g * d * n, n, true);
         }
       }));
   row("projection 1x1 [512 x 1024] x [1024 x n] (sgemm)", 2.0 * kDim * groups * d * n,

@@ -153,7 +153,7 @@ class LiteMlaKernel : public Kernel {
   static constexpr int64_t kBlock = 256;
   int64_t thread_floats() const {
     if (n_ <= d_) return n_ * n_ + n_;
-    return ref_ ? d_ * d_ + d_ + n_ : d_ * d_ + d_ + kBlock + d_ * kBlock;
+    return ref_ ? d_ * d_ + d_ + n_ : d_ * d_ + d_ + d_ * kBlock;
   }
 
   // C[M, N] = A[M, K] B[K, N] (+ beta C), sgemm or plain loops.
@@ -281,55 +281,33 @@ class LiteMlaKernel : public Kernel {
     return mm(false, false, d, n, n, v, n, A, n, 0.0f, out, n);
   }
 
-  // The linear form in two passes over blocks of kBlock tokens, each block's relu'd q or k
-  // copied into thread scratch (so q, k, v are read once from memory and out written once):
-  //   1. vk += v_b relu(k_b)ᵀ, ksum += Σ_j relu(k_b);
-  //   2. out_b = vk relu(q_b), then out_b / (ksum · relu(q_b) + eps) while out_b is in cache.
+  // The linear form in two passes (q, k, v read once from memory, out written once):
+  //   1. over blocks of kBlock tokens, each block's relu'd k copied into thread scratch:
+  //      vk += v_b relu(k_b)ᵀ, ksum += Σ_j relu(k_b);
+  //   2. out = vk relu(q) / (ksum · relu(q) + eps) per token, in one narrow_ratio
+  //      (ops/narrow_gemm.h: the ReLU on the loads, the division as out is stored).
   Status attend_blocked(const float* q, const float* k, const float* v, float* out, float* scratch) const {
     const int64_t d = d_, n = n_;
     float* vk = scratch;        // [d, d]
     float* ksum = vk + d * d;   // [d]
-    float* den = ksum + d;      // [kBlock]
-    float* blk = den + kBlock;  // [d, kBlock]
+    float* blk = ksum + d;      // [d, kBlock]
     std::fill(ksum, ksum + d, 0.0f);
-    auto relu_block = [&](const float* src, int64_t j0, int64_t nb) {
-      for (int64_t f = 0; f < d; ++f) {
-        const float* sr = src + f * n + j0;
-        float* br = blk + f * kBlock;
-#pragma omp simd
-        for (int64_t j = 0; j < nb; ++j) br[j] = sr[j] > 0.0f ? sr[j] : 0.0f;
-      }
-    };
     for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, n - j0);
-      relu_block(k, j0, nb);
-      ATROUS_RETURN_IF_ERROR(mm(false, true, d, d, nb, v + j0, n, blk, kBlock, j0 > 0 ? 1.0f : 0.0f, vk, d));
       for (int64_t f = 0; f < d; ++f) {
-        const float* br = blk + f * kBlock;
+        const float* sr = k + f * n + j0;
+        float* br = blk + f * kBlock;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < nb; ++j) sum += br[j];
+        for (int64_t j = 0; j < nb; ++j) {
+          br[j] = sr[j] > 0.0f ? sr[j] : 0.0f;
+          sum += br[j];
+        }
         ksum[f] += sum;
       }
+      ATROUS_RETURN_IF_ERROR(mm(false, true, d, d, nb, v + j0, n, blk, kBlock, j0 > 0 ? 1.0f : 0.0f, vk, d));
     }
-    for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
-      const int64_t nb = std::min(kBlock, n - i0);
-      relu_block(q, i0, nb);
-      ATROUS_RETURN_IF_ERROR(mm(false, false, d, nb, d, vk, d, blk, kBlock, 0.0f, out + i0, n));
-      std::fill(den, den + nb, 0.0f);
-      for (int64_t f = 0; f < d; ++f) {
-        const float kf = ksum[f];
-        const float* br = blk + f * kBlock;
-#pragma omp simd
-        for (int64_t i = 0; i < nb; ++i) den[i] += kf * br[i];
-      }
-      for (int64_t c = 0; c < d; ++c) {
-        float* o = out + c * n + i0;
-        const float eps = a_.eps;
-#pragma omp simd
-        for (int64_t i = 0; i < nb; ++i) o[i] = o[i] / (den[i] + eps);
-      }
-    }
+    narrow_ratio(d, n, d, vk, d, ksum, a_.eps, q, n, out, n, true);
     return Status::Ok();
   }
 

@@ -33,4 +33,17 @@ void narrow_gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t
 Status narrow_gemm_fallback(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
                             int64_t ldc);
 
+// The ratio form, for LiteMLA's linear attention read-out (out = (v kᵀ) relu(q) over
+// (Σ relu(k)) · relu(q) + eps, per token):
+//   C[i, j] = Σ_k A[i, k] relu(B[k, j]) / (Σ_k a[k] relu(B[k, j]) + eps)
+// The AVX-512 kernel computes a panel's denominators first (that pass brings the panel
+// into L1), then its tiles with the ReLU applied to each loaded vector of B and the
+// reciprocal applied as C is stored. The fallback: plain loops over blocks of 256 columns.
+void narrow_ratio(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* a, float eps, const float* B, int64_t ldb,
+                  float* C, int64_t ldc, bool stream);
+void narrow_ratio_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* a, float eps, const float* B,
+                         int64_t ldb, float* C, int64_t ldc, bool stream);
+void narrow_ratio_fallback(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* a, float eps, const float* B,
+                           int64_t ldb, float* C, int64_t ldc);
+
 }  // namespace atrous
