@@ -41,6 +41,7 @@
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
 #include "ops/narrow_gemm.h"
+#include "ops/transpose_panel.h"
 
 using namespace atrous;
 
@@ -325,8 +326,8 @@ void gemm_parts(const Options& o, int64_t n) {
 // LiteMLA's matrix-shaped parts at n tokens (the litemla variant: 512 channels, dim 64,
 // scale 5, so 16 attention groups), each with the library calls lite_mla_gemm makes:
 // qkv 1×1 (sgemm), the grouped 1×1 aggregation (narrow_gemm, 24 groups of 64, streamed),
-// the attention's v relu(k)ᵀ (sgemm per group and 256-token block, on a fixed block:
-// the ReLU copies not included) and its read-out (narrow_ratio: ReLU and division
+// the attention's v relu(k)ᵀ (per group and 256-token block: relu(k_b)ᵀ by register
+// transposes, then sgemm; the node's running Σ relu(k) not included) and its read-out (narrow_ratio: ReLU and division
 // included), the output 1×1 (sgemm, 1024 -> 512, beta 1).
 void litemla_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
@@ -357,14 +358,18 @@ void litemla_parts(const Options& o, int64_t n) {
 #pragma omp parallel for num_threads(o.threads) schedule(static)
         for (int64_t r = 0; r < G; ++r) (void)narrow_gemm(d, n, d, pw.data() + r * d * d, d, dw + r * d * n, n, agg + r * d * n, n, true);
       }));
-  row("vk += v relu(k)^T, 16 groups (sgemm per block)", groups * 2.0 * n * d * d, time_it([&] {
+  // as the node runs it: per 256-token block relu(k_b)ᵀ by register transposes, then sgemm
+  row("vk += v relu(k)^T, 16 groups (transpose + sgemm)", groups * 2.0 * n * d * d, time_it([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t g = 0; g < groups; ++g) {
-          const int tid = omp_get_thread_num();
+          float* b = blk.data() + omp_get_thread_num() * d * blk_n;
+          const float* k = multi.data() + (g * 3 + 1) * d * n;
           const float* v = multi.data() + (g * 3 + 2) * d * n;
-          for (int64_t j0 = 0; j0 < n; j0 += blk_n)
-            (void)sgemm(false, true, d, d, std::min(blk_n, n - j0), 1.0f, v + j0, n, blk.data() + tid * d * blk_n, blk_n,
-                        j0 > 0 ? 1.0f : 0.0f, vk.data() + tid * d * d, d);
+          for (int64_t j0 = 0; j0 < n; j0 += blk_n) {
+            const int64_t nb = std::min(blk_n, n - j0);
+            transpose_panel(k + j0, n, d, nb, b, d, true);
+            (void)sgemm(false, false, d, d, nb, 1.0f, v + j0, n, b, d, j0 > 0 ? 1.0f : 0.0f, vk.data() + omp_get_thread_num() * d * d, d);
+          }
         }
       }));
   // the read-out as the node runs it: ReLU of q and the division included

@@ -27,6 +27,8 @@
 #include "ops/attention_common.h"
 #include "ops/depthwise_padded.h"
 #include "ops/narrow_gemm.h"
+#include "ops/small_gemm.h"
+#include "ops/transpose_panel.h"
 #include "ops/op_registry.h"
 
 namespace atrous {
@@ -294,18 +296,13 @@ class LiteMlaKernel : public Kernel {
     std::fill(ksum, ksum + d, 0.0f);
     for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, n - j0);
-      for (int64_t f = 0; f < d; ++f) {
-        const float* sr = k + f * n + j0;
-        float* br = blk + f * kBlock;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < nb; ++j) {
-          br[j] = sr[j] > 0.0f ? sr[j] : 0.0f;
-          sum += br[j];
-        }
-        ksum[f] += sum;
+      transpose_panel(k + j0, n, d, nb, blk, d, true);  // blk [nb, d] = relu(k_b)ᵀ
+      for (int64_t j = 0; j < nb; ++j) {
+        const float* bj = blk + j * d;
+#pragma omp simd
+        for (int64_t f = 0; f < d; ++f) ksum[f] += bj[f];
       }
-      ATROUS_RETURN_IF_ERROR(mm(false, true, d, d, nb, v + j0, n, blk, kBlock, j0 > 0 ? 1.0f : 0.0f, vk, d));
+      ATROUS_RETURN_IF_ERROR(mm(false, false, d, d, nb, v + j0, n, blk, d, j0 > 0 ? 1.0f : 0.0f, vk, d));
     }
     narrow_ratio(d, n, d, vk, d, ksum, a_.eps, q, n, out, n, true);
     return Status::Ok();

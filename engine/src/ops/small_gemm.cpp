@@ -6,11 +6,8 @@
 #include <cstring>
 
 #include "onednn/gemm.h"
+#include "ops/transpose_panel.h"
 
-// GCC 12's avx512fintrin.h builds some intrinsics on _mm512_undefined_*(), which
-// -Wuninitialized reports at every use (a false positive of the header).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace atrous {
 namespace {
@@ -105,49 +102,8 @@ TileFn tile_fn(int mr, int nv) {
 // Head slices of a [tokens, heads × dim] tensor are rows 2 KiB or more apart;
 // read in place, every row of a panel falls into the same few L1 sets and the
 // panel is evicted while the tiles pass over it. Packed, it stays.
-// dst[c · ldd + i] = src[i · lds + c], i, c < 16: a 16 × 16 block transposed in registers
-// (pairs of rows interleaved by 32 bits, then by 64 bits, then 128-bit lanes regrouped).
-__attribute__((target("avx512f"))) void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  __m512 r[16], t[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
-#pragma GCC unroll 8
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[g][c] (in r[4g + c]): lane L holds column 4L + c of rows 4g .. 4g + 3
-#pragma GCC unroll 4
-  for (int g = 0; g < 4; ++g) {
-    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 1]);
-    const __m512d c = _mm512_castps_pd(t[4 * g + 2]), d = _mm512_castps_pd(t[4 * g + 3]);
-    r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), v1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-    const __m512 v2 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE), v3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-    _mm512_storeu_ps(dst + (c) * ldd, _mm512_shuffle_f32x4(v0, v1, 0x88));
-    _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(v0, v1, 0xDD));
-    _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(v2, v3, 0x88));
-    _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(v2, v3, 0xDD));
-  }
-}
-
 void pack(const float* X, int64_t ldx, bool transposed, int64_t k0, int64_t kc, int64_t j0, int64_t w, float* dst) {
-  if (transposed) {  // dst[p, j] = X[j0 + j, k0 + p]: 16 × 16 blocks in registers, the edges one by one
-    const int64_t w16 = w / 16 * 16, kc16 = kc / 16 * 16;
-    for (int64_t j = 0; j < w16; j += 16)
-      for (int64_t p = 0; p < kc16; p += 16) transpose16(X + (j0 + j) * ldx + k0 + p, ldx, dst + p * w + j, w);
-    for (int64_t j = 0; j < w; ++j) {
-      const float* src = X + (j0 + j) * ldx + k0;
-      for (int64_t p = j < w16 ? kc16 : 0; p < kc; ++p) dst[p * w + j] = src[p];
-    }
-    return;
-  }
+  if (transposed) return transpose_panel(X + j0 * ldx + k0, ldx, w, kc, dst, w, false);  // dst[p, j] = X[j0 + j, k0 + p]
   for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * w, X + (k0 + p) * ldx + j0, static_cast<size_t>(w) * sizeof(float));
 }
 
