@@ -123,6 +123,43 @@ def fused_chain():
 
 fused_chain()
 
+
+# conv2d_pointwise: a ResNet bottleneck's end, a 1x1 conv adding a residual on NHWC maps
+# (both produced by oneDNN convolutions), its output read by another convolution:
+#   a = conv3x3(x), r = conv1x1(x) (the skip), b = act(conv1x1(a) + bias + r), y = conv3x3(b)
+# Pixels not in 6s or 48s (tiles and blocks with tails), input channels not in 16s.
+def bottleneck_end(name, n, c, h, w, mid, o, act=None, bias=True):
+    x = rnd(n, c, h, w)
+    wa = rnd(mid, c, 3, 3, scale=(1.0 / (c * 9)) ** 0.5)
+    wr = rnd(o, c, 1, 1, scale=(1.0 / c) ** 0.5)
+    wb = rnd(o, mid, 1, 1, scale=(1.0 / mid) ** 0.5)
+    bb = rnd(o) if bias else None
+    wy = rnd(8, o, 3, 3, scale=(1.0 / (o * 9)) ** 0.5)
+    a = F.conv2d(x, wa, None, padding=1)
+    r = F.conv2d(x, wr, None)
+    b = F.conv2d(a, wb, bb) + r
+    if act:
+        b = ACT[act](b)
+    y = F.conv2d(b, wy, None, padding=1)
+    same = {"pad_top": 1, "pad_left": 1, "pad_bottom": 1, "pad_right": 1}
+    nodes = [node("conv_a", "Conv2d", ["x", "wa", None], same, ["a"]),
+             node("conv_r", "Conv2d", ["x", "wr", None], {}, ["r"]),
+             node("conv_b", "Conv2d", ["a", "wb", "bb" if bias else None, "r"], {"activation": act} if act else {}, ["b"]),
+             node("conv_y", "Conv2d", ["b", "wy", None], same, ["y"])]
+    consts = {"wa": wa, "wr": wr, "wb": wb, "wy": wy}
+    if bias:
+        consts["bb"] = bb
+    W.case(name, nodes, {"x": x}, consts, {"y": y}, op="Conv2d")
+
+
+# pixels 442 = 9 blocks of 48 + 10 (tiles 6 + 4), 99 (48, 48, 3), 35 (6·5 + 5), 49 (48 + 1),
+# 494 (10·48 + 6 + 6 + 2)
+bottleneck_end("conv_pointwise_residual_relu", 2, 24, 13, 17, 40, 128, act="Relu")
+bottleneck_end("conv_pointwise_residual_nobias", 1, 32, 9, 11, 300, 64, bias=False)
+bottleneck_end("conv_pointwise_tail5", 1, 16, 5, 7, 20, 192, act="Relu")
+bottleneck_end("conv_pointwise_tail1", 1, 16, 7, 7, 33, 64)
+bottleneck_end("conv_pointwise_tail2_b2", 2, 16, 13, 19, 17, 64, act="Relu")
+
 # ---- BoundaryRefinement ---------------------------------------------------------
 # y = x + conv2(relu(conv1(x))), "same" padding: as a node of its own (both kernels), and
 # as the Conv2d → ReLU → Conv2d → Add it is fused from (with the fused kernel allowed).

@@ -23,19 +23,23 @@ struct KernelRun {
   std::string what;
 };
 
-// The runs for each kernel of `def`: a oneDNN kernel with every kernel of the other
-// ops allowed; the reference kernel with them and alone.
+// The runs for each kernel of `def`: a fast kernel with every kernel of the other ops
+// allowed, and the fast kernels after it in the op's order (nodes of the op that it
+// declines, e.g. the convolutions that make a case's blocked inputs, take those; the
+// node under test takes it first where it accepts); the reference kernel with the other
+// ops' kernels and alone.
 std::vector<KernelRun> kernel_runs(const OpDef* def) {
   std::vector<std::string> others;
   for (const OpDef* d : all_ops())
     if (d != def)
       for (const KernelDef* k : d->kernels) others.push_back(k->name);
   std::vector<KernelRun> runs;
-  for (const KernelDef* k : def->kernels) {
+  for (size_t i = 0; i < def->kernels.size(); ++i) {
+    const KernelDef* k = def->kernels[i];
     KernelRun r{k, {}, k->name};
     r.opts.threads = 2;
     r.opts.allowed_kernels = others;
-    if (k != def->kernels.back()) r.opts.allowed_kernels.push_back(k->name);
+    for (size_t j = i; j + 1 < def->kernels.size(); ++j) r.opts.allowed_kernels.push_back(def->kernels[j]->name);
     runs.push_back(r);
   }
   KernelRun ref{def->kernels.back(), {}, std::string(def->kernels.back()->name) + " (reference only)"};

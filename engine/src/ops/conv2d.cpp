@@ -12,6 +12,7 @@ namespace atrous {
 
 extern const KernelDef kConv2dOnednn;
 extern const KernelDef kConv2dSpatial;  // conv2d_spatial.cpp: few output channels, vectorised over columns
+extern const KernelDef kConv2dPointwise;  // conv2d_pointwise.cpp: 1x1 + residual on NHWC, a GEMM over pixels
 
 namespace {
 
@@ -128,6 +129,6 @@ const KernelDef kConv2dRef = {"conv2d_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kConv2dOp = {"Conv2d", 2, 4, 1, 1, check, infer, {&kConv2dSpatial, &kConv2dOnednn, &kConv2dRef}, /*inplace_input=*/3};
+const OpDef kConv2dOp = {"Conv2d", 2, 4, 1, 1, check, infer, {&kConv2dSpatial, &kConv2dPointwise, &kConv2dOnednn, &kConv2dRef}, /*inplace_input=*/3};
 
 }  // namespace atrous
