@@ -195,6 +195,8 @@ br_case("br_gcn_21", 1, 21, 37, 70, 21, 3, 3)                        # tiles of 
 br_case("br_tall_map", 1, 5, 150, 17, 7, 3, 3, b1=False)             # strips, bands, conv1 rows carried over
 br_case("br_kernels_5x3_3x5", 2, 9, 23, 33, 13, (5, 3), (3, 5), b2=False)
 br_case("br_1x1_then_7x7", 1, 3, 19, 40, 47, 1, 7)
+br_case("br_wide_several_tiles", 1, 21, 11, 300, 21, 3, 3)          # four full 64-column tiles and a tail
+br_case("br_wide_k5_b2", 2, 9, 9, 260, 13, (3, 5), (5, 3), b1=False)
 br_case("br_one_row", 1, 4, 1, 20, 2, 3, 3)
 br_case("br_narrow_map_ref", 1, 6, 9, 10, 6, 3, 3)                   # under 16 columns: the reference kernel
 br_case("br_16_channels_ref", 1, 16, 7, 18, 5, 3, 3)                 # 16 channels: the reference kernel
