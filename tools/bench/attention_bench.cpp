@@ -274,6 +274,24 @@ Measure measure(const std::string& v, int64_t n, bool causal, const Options& o) 
   return m;
 }
 
+// Seconds of f(): the median of 5 runs (the parts tables).
+template <class F>
+double median_of_5(F&& f) {
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[2];
+}
+
+// One row of a parts table: `variant what: ms GFLOP/s`.
+void part_row(const char* variant, const char* what, double flops, double s) {
+  std::printf("  %s %-*s: %8.2f ms  %6.1f GFLOP/s\n", variant, static_cast<int>(52 - std::strlen(variant)), what, s * 1e3, flops / s / 1e9);
+}
+
 // The matrix-shaped parts alone: a projection GEMM and the linear core of 8 heads.
 void gemm_parts(const Options& o, int64_t n) {
   // What the attention nodes run: W packed once at plan time (PackedGemm = linear_onednn's
@@ -283,17 +301,7 @@ void gemm_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
   Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(kDim * kDim, 0.05f, 2), b(kDim, 0.1f);
   Floats y(static_cast<size_t>(n * kDim));
-  auto time_it = [&](auto&& f) {
-    std::vector<double> t;
-    for (int r = 0; r < 4; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[1];  // best but one of 4 (skips the first-touch run)
-  };
-  double tp = time_it([&] { (void)attn::project(x.data(), n, kDim, kDim, w.data(), b.data(), kDim, y.data(), kDim); });
+  double tp = median_of_5([&] { (void)attn::project(x.data(), n, kDim, kDim, w.data(), b.data(), kDim, y.data(), kDim); });
   std::printf("  projection sgemm [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s (unpacked: sgemm packs W per call)\n",
               static_cast<long>(n), tp * 1e3, 2.0 * n * kDim * kDim / tp / 1e9);
   if (pm.error.empty())
@@ -309,7 +317,7 @@ void gemm_parts(const Options& o, int64_t n) {
     Floats q = randn_aligned(static_cast<size_t>(n * kDim), 0.5f, 3);
     for (float& e : q) e = std::fabs(e);
     Floats st(static_cast<size_t>(o.threads * (core.state_floats() + core.scratch_floats())));
-    double tc = time_it([&] {
+    double tc = median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
       for (int h = 0; h < kHeads; ++h) {
         float* s = st.data() + omp_get_thread_num() * (core.state_floats() + core.scratch_floats());
@@ -336,30 +344,18 @@ void litemla_parts(const Options& o, int64_t n) {
   Floats wp = randn_aligned(static_cast<size_t>(kDim * groups * d), 0.03f, 3), pw = randn_aligned(static_cast<size_t>(t3 * d), 0.1f, 4);
   Floats multi(static_cast<size_t>(2 * t3 * n)), out(static_cast<size_t>(groups * d * n)), y(static_cast<size_t>(kDim * n));
   Floats blk = randn_aligned(static_cast<size_t>(o.threads * d * blk_n), 1.0f, 5), vk(static_cast<size_t>(o.threads * d * d));
-  auto time_it = [&](auto&& f) {
-    std::vector<double> t;
-    for (int r = 0; r < 5; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[2];
-  };
-  auto row = [&](const char* what, double flops, double s) {
-    std::printf("  litemla %-44s: %8.2f ms  %6.1f GFLOP/s\n", what, s * 1e3, flops / s / 1e9);
-  };
+  auto row = [](const char* what, double flops, double s) { part_row("litemla", what, flops, s); };
   row("qkv 1x1 [1536 x 512] x [512 x n] (sgemm)", 2.0 * t3 * kDim * n,
-      time_it([&] { (void)sgemm(false, false, t3, n, kDim, 1.0f, wq.data(), kDim, x.data(), n, 0.0f, multi.data(), n); }));
+      median_of_5([&] { (void)sgemm(false, false, t3, n, kDim, 1.0f, wq.data(), kDim, x.data(), n, 0.0f, multi.data(), n); }));
   const float* dw = multi.data();  // any [1536, n] map
   float* agg = multi.data() + t3 * n;
   const int64_t G = t3 / d;
-  row("aggregation 24 x [64 x 64] x [64 x n] (narrow)", 2.0 * t3 * d * n, time_it([&] {
+  row("aggregation 24 x [64 x 64] x [64 x n] (narrow)", 2.0 * t3 * d * n, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(static)
         for (int64_t r = 0; r < G; ++r) (void)narrow_gemm(d, n, d, pw.data() + r * d * d, d, dw + r * d * n, n, agg + r * d * n, n, true);
       }));
   // as the node runs it: per 256-token block relu(k_b)ᵀ by register transposes, then sgemm
-  row("vk += v relu(k)^T, 16 groups (transpose + sgemm)", groups * 2.0 * n * d * d, time_it([&] {
+  row("vk += v relu(k)^T, 16 groups (transpose + sgemm)", groups * 2.0 * n * d * d, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t g = 0; g < groups; ++g) {
           float* b = blk.data() + omp_get_thread_num() * d * blk_n;
@@ -373,7 +369,7 @@ void litemla_parts(const Options& o, int64_t n) {
         }
       }));
   // the read-out as the node runs it: ReLU of q and the division included
-  row("read-out vk relu(q) / den, 16 groups (narrow_ratio)", groups * 2.0 * n * d * (d + 1), time_it([&] {
+  row("read-out vk relu(q) / den, 16 groups (narrow_ratio)", groups * 2.0 * n * d * (d + 1), median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t g = 0; g < groups; ++g) {
           const int tid = omp_get_thread_num();
@@ -382,7 +378,7 @@ void litemla_parts(const Options& o, int64_t n) {
         }
       }));
   row("projection 1x1 [512 x 1024] x [1024 x n] (sgemm)", 2.0 * kDim * groups * d * n,
-      time_it([&] { (void)sgemm(false, false, kDim, n, groups * d, 1.0f, wp.data(), groups * d, out.data(), n, 1.0f, y.data(), n); }));
+      median_of_5([&] { (void)sgemm(false, false, kDim, n, groups * d, 1.0f, wp.data(), groups * d, out.data(), n, 1.0f, y.data(), n); }));
 }
 
 // PerformerAttention's matrix-shaped parts at n tokens (266 features, 8 heads × 64), with
@@ -397,21 +393,9 @@ void performer_parts(const Options& o, int64_t n) {
   Floats feats = randn_aligned(static_cast<size_t>(o.threads * 2 * rows * F), 0.5f, 3);
   for (float& e : feats) e = std::fabs(e);
   Floats y(static_cast<size_t>(n * kDim));
-  auto time_it = [&](auto&& f) {
-    std::vector<double> t;
-    for (int r = 0; r < 5; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[2];
-  };
-  auto row = [&](const char* what, double flops, double s) {
-    std::printf("  performer %-42s: %8.2f ms  %6.1f GFLOP/s\n", what, s * 1e3, flops / s / 1e9);
-  };
+  auto row = [](const char* what, double flops, double s) { part_row("performer", what, flops, s); };
   // q and k of every head: 2 · 8 · n/256 GEMMs
-  row("features [256 x 64] x [64 x 266]^T (sgemm)", 2.0 * 2 * kHeads * n * kHeadDim * F, time_it([&] {
+  row("features [256 x 64] x [64 x 266]^T (sgemm)", 2.0 * 2 * kHeads * n * kHeadDim * F, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t h = 0; h < kHeads; ++h) {
           float* out = feats.data() + omp_get_thread_num() * 2 * rows * F;
@@ -434,7 +418,7 @@ void performer_parts(const Options& o, int64_t n) {
     Floats st(static_cast<size_t>(o.threads * per_thread));
     double flops = 0;
     for (int64_t r0 = 0; r0 < n; r0 += rows) flops += kHeads * core.with_rows(std::min(rows, n - r0), std::min(rows, n - r0)).flops();
-    row(causal ? "core causal (chunk 32), d 266, m 64" : "core accumulate + read, d 266, m 64", flops, time_it([&] {
+    row(causal ? "core causal (chunk 32), d 266, m 64" : "core accumulate + read, d 266, m 64", flops, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
           for (int64_t h = 0; h < kHeads; ++h) {
             float* s = st.data() + omp_get_thread_num() * per_thread;
