@@ -153,10 +153,10 @@ class Conv2dPointwise : public Kernel {
   bool panel_outer_;  // x at most kSmallInput
 };
 
-bool is_nhwc(const TensorDesc& t) {
-  return !t.layout.plain() && t.layout.blocked->md == dnnl::memory::desc(onednn::to_dims(t.shape), dnnl::memory::data_type::f32,
-                                                                          dnnl::memory::format_tag::nhwc);
+dnnl::memory::desc nhwc_md(const Shape& s) {
+  return dnnl::memory::desc(onednn::to_dims(s), dnnl::memory::data_type::f32, dnnl::memory::format_tag::nhwc);
 }
+bool is_nhwc(const TensorDesc& t) { return !t.layout.plain() && t.layout.blocked->md == nhwc_md(t.shape); }
 
 Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
   const auto& a = ctx.attrs<fb::Conv2dT>();
@@ -185,9 +185,9 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
       for (int64_t j = 0; j < kPanel; ++j) packed[(p * C + c) * kPanel + j] = src[(p * kPanel + j) * C + c];
   ctx.release_constant(src, static_cast<uint64_t>(O * C) * sizeof(float));
   const float* bias = ctx.present.size() > 2 && ctx.present[2] ? static_cast<const float*>(ctx.constant[2]) : nullptr;
-  ctx.out[0].layout = onednn::layout_of(dnnl::memory::desc(onednn::to_dims(y), dnnl::memory::data_type::f32, dnnl::memory::format_tag::nhwc),
-                                        y, DType::kF32);
-  ctx.out[0].bytes = static_cast<uint64_t>(y[0] * y[1] * y[2] * y[3]) * sizeof(float);
+  const dnnl::memory::desc out_md = nhwc_md(y);
+  ctx.out[0].layout = onednn::layout_of(out_md, y, DType::kF32);
+  ctx.out[0].bytes = out_md.get_size();
   return std::unique_ptr<Kernel>(new Conv2dPointwise(y[0] * y[2] * y[3], C, O, packed, bias, a.activation == fb::ActKind::Relu, ctx.threads));
 }
 

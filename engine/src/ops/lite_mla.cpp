@@ -27,7 +27,6 @@
 #include "ops/attention_common.h"
 #include "ops/depthwise_padded.h"
 #include "ops/narrow_gemm.h"
-#include "ops/small_gemm.h"
 #include "ops/transpose_panel.h"
 #include "ops/op_registry.h"
 
@@ -284,15 +283,15 @@ class LiteMlaKernel : public Kernel {
   }
 
   // The linear form in two passes (q, k, v read once from memory, out written once):
-  //   1. over blocks of kBlock tokens, each block's relu'd k copied into thread scratch:
-  //      vk += v_b relu(k_b)ᵀ, ksum += Σ_j relu(k_b);
+  //   1. over blocks of kBlock tokens, each block's relu'd k copied token-major into thread
+  //      scratch (ops/transpose_panel.h): vk += v_b relu(k_b)ᵀ, ksum += Σ_j relu(k_b);
   //   2. out = vk relu(q) / (ksum · relu(q) + eps) per token, in one narrow_ratio
   //      (ops/narrow_gemm.h: the ReLU on the loads, the division as out is stored).
   Status attend_blocked(const float* q, const float* k, const float* v, float* out, float* scratch) const {
     const int64_t d = d_, n = n_;
     float* vk = scratch;        // [d, d]
     float* ksum = vk + d * d;   // [d]
-    float* blk = ksum + d;      // [d, kBlock]
+    float* blk = ksum + d;      // [kBlock, d]
     std::fill(ksum, ksum + d, 0.0f);
     for (int64_t j0 = 0; j0 < n; j0 += kBlock) {
       const int64_t nb = std::min(kBlock, n - j0);

@@ -8,7 +8,6 @@
 #include "onednn/gemm.h"
 #include "ops/transpose_panel.h"
 
-
 namespace atrous {
 namespace {
 
