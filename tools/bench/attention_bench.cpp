@@ -326,8 +326,39 @@ void gemm_parts(const Options& o, int64_t n) {
                        y.data() + h * kHeadDim, kDim, s, s + core.state_floats());
       }
     });
-    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s\n", causal ? "causal" : "non-causal", tc * 1e3,
-                kHeads * core.flops() / tc / 1e9);
+    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s (unfused kernels: q, k, v in memory)\n",
+                causal ? "causal" : "non-causal", tc * 1e3, kHeads * core.flops() / tc / 1e9);
+    // The same core as linear_attention_fused / norm_attention_fused run it: each thread
+    // owns a group of heads; per block of 256 rows its q, k, v blocks [256, heads · 64]
+    // have just been projected (in cache); outputs go to the block's [256, 512] O buffer.
+    const int64_t rows = 256, hg = kHeads / o.threads, nq = hg * kHeadDim;
+    const int64_t per_thread = 3 * rows * nq + rows * kDim + hg * core.state_floats() + core.scratch_floats();
+    Floats blocks = randn_aligned(static_cast<size_t>(o.threads * per_thread), 0.5f, 7);
+    for (float& e : blocks) e = std::fabs(e);
+    double flops = 0;
+    for (int64_t r0 = 0; r0 < n; r0 += rows) flops += kHeads * core.with_rows(std::min(rows, n - r0), std::min(rows, n - r0)).flops();
+    double tf = median_of_5([&] {
+#pragma omp parallel num_threads(o.threads)
+      {
+        float* qb = blocks.data() + omp_get_thread_num() * per_thread;
+        float *kb = qb + rows * nq, *vb = kb + rows * nq, *ob = vb + rows * nq, *sts = ob + rows * kDim;
+        float* cs = sts + hg * core.state_floats();
+        std::fill(sts, sts + hg * core.state_floats(), 0.0f);
+        for (int pass = causal ? 1 : 0; pass < 2; ++pass)  // non-causal: all keys (pass 0), then all queries
+          for (int64_t r0 = 0; r0 < n; r0 += rows) {
+            const int64_t nb = std::min(rows, n - r0);
+            const attn::LinearCore blk = core.with_rows(nb, nb);
+            for (int64_t j = 0; j < hg; ++j) {
+              float* st_j = sts + j * core.state_floats();
+              if (causal) (void)blk.run(qb + j * kHeadDim, nq, kb + j * kHeadDim, nq, vb + j * kHeadDim, nq, ob + j * kHeadDim, kDim, st_j, cs);
+              else if (pass == 0) (void)core.accumulate(kb + j * kHeadDim, nq, vb + j * kHeadDim, nq, nb, st_j, cs);
+              else (void)core.read(qb + j * kHeadDim, nq, nb, ob + j * kHeadDim, kDim, st_j, cs);
+            }
+          }
+      }
+    });
+    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s (fused kernels: 256-row blocks in cache)\n",
+                causal ? "causal" : "non-causal", tf * 1e3, flops / tf / 1e9);
   }
 }
 
@@ -384,13 +415,15 @@ void litemla_parts(const Options& o, int64_t n) {
 // PerformerAttention's matrix-shaped parts at n tokens (266 features, 8 heads × 64), with
 // the calls performer_chunked makes per (head, block of 256 rows): the feature GEMM
 // dd = x Wᵀ [256 × 64]·[64 × 266]ᵀ (sgemm), then the core on the features: non-causal
-// accumulate + read (small_sgemm), causal the chunked run() (chunk 32). Each thread
+// accumulate + read (small_sgemm), causal the chunked run_spare() (chunk 32; the query
+// block's rows have 32 spare columns, as in the node). Each thread
 // works on its own heads, as in the node; inputs are fixed blocks (no exp, no max).
 void performer_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
-  const int64_t F = 266, rows = 256;
+  const int64_t F = 266, rows = 256, ldq = F + 32;
   Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(static_cast<size_t>(F * kHeadDim), 1.0f, 2);
-  Floats feats = randn_aligned(static_cast<size_t>(o.threads * 2 * rows * F), 0.5f, 3);
+  const int64_t per_thread_feats = rows * (ldq + F);  // φ(Q) [rows, ldq], φ(K) [rows, F]
+  Floats feats = randn_aligned(static_cast<size_t>(o.threads * per_thread_feats), 0.5f, 3);
   for (float& e : feats) e = std::fabs(e);
   Floats y(static_cast<size_t>(n * kDim));
   auto row = [](const char* what, double flops, double s) { part_row("performer", what, flops, s); };
@@ -398,7 +431,7 @@ void performer_parts(const Options& o, int64_t n) {
   row("features [256 x 64] x [64 x 266]^T (sgemm)", 2.0 * 2 * kHeads * n * kHeadDim * F, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t h = 0; h < kHeads; ++h) {
-          float* out = feats.data() + omp_get_thread_num() * 2 * rows * F;
+          float* out = feats.data() + omp_get_thread_num() * per_thread_feats;
           for (int pass = 0; pass < 2; ++pass)
             for (int64_t r0 = 0; r0 < n; r0 += rows)
               (void)sgemm(false, true, std::min(rows, n - r0), F, kHeadDim, 0.35f, x.data() + r0 * kDim + h * kHeadDim, kDim, w.data(),
@@ -422,15 +455,15 @@ void performer_parts(const Options& o, int64_t n) {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
           for (int64_t h = 0; h < kHeads; ++h) {
             float* s = st.data() + omp_get_thread_num() * per_thread;
-            const float* qf = feats.data() + omp_get_thread_num() * 2 * rows * F;
-            const float* kf = qf + rows * F;
+            float* qf = feats.data() + omp_get_thread_num() * per_thread_feats;
+            const float* kf = qf + rows * ldq;
             std::fill(s, s + core.state_floats(), 0.0f);
             const float* v = x.data() + h * kHeadDim;
             float* out = y.data() + h * kHeadDim;
             if (causal) {
               for (int64_t r0 = 0; r0 < n; r0 += rows) {
                 const int64_t nb = std::min(rows, n - r0);
-                (void)core.with_rows(nb, nb).run(qf, F, kf, F, v + r0 * kDim, kDim, out + r0 * kDim, kDim, s, s + core.state_floats());
+                (void)core.with_rows(nb, nb).run_spare(qf, ldq, kf, F, v + r0 * kDim, kDim, out + r0 * kDim, kDim, s, s + core.state_floats());
               }
             } else {
               for (int64_t r0 = 0; r0 < n; r0 += rows)

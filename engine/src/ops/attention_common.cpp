@@ -213,6 +213,55 @@ __attribute__((target("avx2,fma"))) void elu_add_avx2(float* x, int64_t n, float
   for (; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + add;
 }
 
+// inverse_denominators, R rows at a time: R independent dot products (and row sums)
+// walk the row in 16-lane vectors, so no FMA waits on the one before it.
+template <int R, bool QSUM>
+__attribute__((target("avx512f"))) void inv_den_rows(const float* q, int64_t ldq, const float* z, int64_t d,
+                                                     const float* extra, float eps, float eps_qsum, float* inv) {
+  __m512 dot[R], qs[R];
+  for (int r = 0; r < R; ++r) dot[r] = qs[r] = _mm512_setzero_ps();
+  for (int64_t f = 0; f < d; f += 16) {
+    const __mmask16 m = d - f >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (d - f)) - 1u);
+    const __m512 zv = _mm512_maskz_loadu_ps(m, z + f);
+    for (int r = 0; r < R; ++r) {
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + r * ldq + f);
+      dot[r] = _mm512_fmadd_ps(qv, zv, dot[r]);
+      if (QSUM) qs[r] = _mm512_add_ps(qs[r], qv);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float den = _mm512_reduce_add_ps(dot[r]) + (extra ? extra[r] : 0.0f) + eps;
+    if (QSUM) den += eps_qsum * _mm512_reduce_add_ps(qs[r]);
+    inv[r] = 1.0f / den;
+  }
+}
+
+template <bool QSUM>
+void inv_den_avx512(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra, float eps,
+                    float eps_qsum, float* inv) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    inv_den_rows<4, QSUM>(q + i * ldq, ldq, z, d, extra ? extra + i : nullptr, eps, eps_qsum, inv + i);
+  for (; i < n; ++i) inv_den_rows<1, QSUM>(q + i * ldq, ldq, z, d, extra ? extra + i : nullptr, eps, eps_qsum, inv + i);
+}
+
+// add_column_sums: 128 columns at a time in eight registers over all rows.
+__attribute__((target("avx512f"))) void column_sums_avx512(const float* k, int64_t ldk, int64_t n, int64_t d, float* z) {
+  constexpr int kV = 8;
+  for (int64_t f0 = 0; f0 < d; f0 += 16 * kV) {
+    __m512 acc[kV];
+    __mmask16 m[kV];
+    for (int v = 0; v < kV; ++v) {
+      const int64_t f = f0 + 16 * v;
+      m[v] = f >= d ? 0 : d - f >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (d - f)) - 1u);
+      acc[v] = _mm512_maskz_loadu_ps(m[v], z + f);
+    }
+    for (int64_t j = 0; j < n; ++j)
+      for (int v = 0; v < kV; ++v) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[v], k + j * ldk + f0 + 16 * v));
+    for (int v = 0; v < kV; ++v) _mm512_mask_storeu_ps(z + f0 + 16 * v, m[v], acc[v]);
+  }
+}
+
 }  // namespace
 
 void elu_add_serial(float* x, int64_t n, float add) {
@@ -264,6 +313,40 @@ void exp_add(const float* x, float* y, int64_t n, float add, float offset) {
   for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i] + add) + offset;
 }
 
+void inverse_denominators_scalar(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra,
+                                 float eps, float eps_qsum, float* inv) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* qi = q + i * ldq;
+    float den = 0.0f, qs = 0.0f;
+#pragma omp simd reduction(+ : den, qs)
+    for (int64_t f = 0; f < d; ++f) {
+      den += qi[f] * z[f];
+      qs += qi[f];
+    }
+    inv[i] = 1.0f / (den + (extra ? extra[i] : 0.0f) + eps + eps_qsum * qs);
+  }
+}
+
+void inverse_denominators(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra, float eps,
+                          float eps_qsum, float* inv) {
+  if (isa() != Isa::kAvx512) return inverse_denominators_scalar(q, ldq, n, z, d, extra, eps, eps_qsum, inv);
+  if (eps_qsum != 0.0f) return inv_den_avx512<true>(q, ldq, n, z, d, extra, eps, eps_qsum, inv);
+  inv_den_avx512<false>(q, ldq, n, z, d, extra, eps, eps_qsum, inv);
+}
+
+void add_column_sums_scalar(const float* k, int64_t ldk, int64_t n, int64_t d, float* z) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* kj = k + j * ldk;
+#pragma omp simd
+    for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
+  }
+}
+
+void add_column_sums(const float* k, int64_t ldk, int64_t n, int64_t d, float* z) {
+  if (isa() != Isa::kAvx512) return add_column_sums_scalar(k, ldk, n, d, z);
+  column_sums_avx512(k, ldk, n, d, z);
+}
+
 const char* vector_isa() {
   switch (isa()) {
     case Isa::kAvx512: return "avx512";
@@ -290,8 +373,8 @@ double LinearCore::flops() const {
   return f;
 }
 
-Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
-                       int64_t ldy, float* state, float* scratch) const {
+Status LinearCore::run_chunks(const float* q, float* q_spare, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                              int64_t ldv, float* y, int64_t ldy, float* state, float* scratch) const {
   const int64_t C = s_.chunk, d = s_.d, m = s_.m, cl = cols();
   if (!s_.causal) {
     ATROUS_RETURN_IF_ERROR(accumulate(k, ldk, v, ldv, s_.lk, state, scratch));
@@ -315,45 +398,41 @@ Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk,
     const float* qc = q + r0 * ldq;
     const float* kc = k + r0 * ldk;
     float* vc = sv + d * m;
+    // The next chunk's rows of v and y: head slices of [tokens, heads × m] tensors, rows
+    // 1 KiB or more apart, which the hardware prefetchers do not run ahead along.
+    for (int64_t i = r0 + C; i < std::min(r0 + 2 * C, s_.lq); ++i)
+      for (int64_t e = 0; e < m; e += 16) {
+        __builtin_prefetch(v + i * ldv + e, 0, 3);
+        __builtin_prefetch(y + i * ldy + e, 1, 3);
+      }
+    // [Qc | A]: q's own rows with the scores in their spare columns, or a copy.
+    float* qac = q_spare ? q_spare + r0 * ldq : qa;
+    const int64_t ldqac = q_spare ? ldq : ldqa;
     for (int64_t i = 0; i < c; ++i) {
-      std::memcpy(qa + i * ldqa, qc + i * ldq, static_cast<size_t>(d) * sizeof(float));
+      if (!q_spare) std::memcpy(qa + i * ldqa, qc + i * ldq, static_cast<size_t>(d) * sizeof(float));
       std::memcpy(vc + i * m, v + (r0 + i) * ldv, static_cast<size_t>(m) * sizeof(float));
     }
-    ATROUS_RETURN_IF_ERROR(small_sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, qa + d, ldqa));
+    ATROUS_RETURN_IF_ERROR(small_sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, qac + d, ldqac));
     for (int64_t i = 0; i < c; ++i) {
-      float* ai = qa + i * ldqa + d;
+      float* ai = qac + i * ldqac + d;
       std::fill(ai + i + 1, ai + c, 0.0f);
       if (!den) continue;
       float rs = 0.0f;
 #pragma omp simd reduction(+ : rs)
       for (int64_t j = 0; j <= i; ++j) rs += ai[j];
-      inv[i] = 1.0f / denominator(qc + i * ldq, z, rs);
+      inv[i] = rs;  // the masked scores' row sum, the denominators' extra term
     }
+    if (den) inverse_denominators(qc, ldq, c, z, d, inv, s_.eps, s_.eps_qsum, inv);
     ATROUS_RETURN_IF_ERROR(
-        small_sgemm(false, false, c, m, d + c, 1.0f, qa, ldqa, sv, m, 0.0f, y + r0 * ldy, ldy, den ? inv : nullptr));
+        small_sgemm(false, false, c, m, d + c, 1.0f, qac, ldqac, sv, m, 0.0f, y + r0 * ldy, ldy, den ? inv : nullptr));
     ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, c, 1.0f, kc, ldk, vc, m, 1.0f, sv, m));
-    if (den)
-      for (int64_t j = 0; j < c; ++j) {
-        const float* kj = kc + j * ldk;
-#pragma omp simd
-        for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
-      }
+    if (den) add_column_sums(kc, ldk, c, d, z);
   }
   for (int64_t f = 0; f < d; ++f) {
     std::memcpy(state + f * cl, sv + f * m, static_cast<size_t>(m) * sizeof(float));
     if (den) state[f * cl + m] = z[f];
   }
   return Status::Ok();
-}
-
-float LinearCore::denominator(const float* qi, const float* z, float extra) const {
-  float den = 0.0f, qs = 0.0f;
-#pragma omp simd reduction(+ : den, qs)
-  for (int64_t f = 0; f < s_.d; ++f) {
-    den += qi[f] * z[f];
-    qs += qi[f];
-  }
-  return den + extra + s_.eps + s_.eps_qsum * qs;
 }
 
 Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
@@ -363,11 +442,7 @@ Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64
   if (!s_.denominator) return Status::Ok();
   float* z = scratch;  // Σ rows of k, contiguous; then added to the state's strided column m
   std::fill(z, z + d, 0.0f);
-  for (int64_t j = 0; j < rows; ++j) {
-    const float* kj = k + j * ldk;
-#pragma omp simd
-    for (int64_t f = 0; f < d; ++f) z[f] += kj[f];
-  }
+  add_column_sums(k, ldk, rows, d, z);
   for (int64_t f = 0; f < d; ++f) state[f * cl + m] += z[f];
   return Status::Ok();
 }
@@ -383,7 +458,7 @@ Status LinearCore::read(const float* q, int64_t ldq, int64_t rows, float* y, int
     const int64_t n = std::min(kReadBlock, rows - r0);
     const float* qb = q + r0 * ldq;
     if (s_.denominator)
-      for (int64_t i = 0; i < n; ++i) inv[i] = 1.0f / denominator(qb + i * ldq, z, 0.0f);
+      inverse_denominators(qb, ldq, n, z, d, nullptr, s_.eps, s_.eps_qsum, inv);
     ATROUS_RETURN_IF_ERROR(small_sgemm(false, false, n, m, d, 1.0f, qb, ldq, state, cl, 0.0f, y + r0 * ldy, ldy,
                                        s_.denominator ? inv : nullptr));
   }

@@ -52,6 +52,16 @@ void elu_add_inplace(float* x, int64_t n, float add);
 void elu_add_serial(float* x, int64_t n, float add);
 // "avx512", "avx2" or "scalar": the path the functions above take.
 const char* vector_isa();
+// The linear core's denominators: inv[i] = 1 / (q_i · z + extra[i] + eps + eps_qsum · Σ_f q_if)
+// over n rows of d floats (extra may be null, or alias inv). AVX-512: four rows at a time.
+void inverse_denominators(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra, float eps,
+                          float eps_qsum, float* inv);
+// z[f] += Σ_j k[j, f] over n rows of d floats. AVX-512: 128 columns in registers at a time.
+void add_column_sums(const float* k, int64_t ldk, int64_t n, int64_t d, float* z);
+// Their plain-loop paths (taken without AVX-512), for tests.
+void inverse_denominators_scalar(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra,
+                                 float eps, float eps_qsum, float* inv);
+void add_column_sums_scalar(const float* k, int64_t ldk, int64_t n, int64_t d, float* z);
 
 // ---- linear attention core ---------------------------------------------------------
 struct LinearCoreShape {
@@ -79,7 +89,17 @@ class LinearCore {
   // v [lk, m], y [lq, m]. state: in: the initial state (zeros for a fresh start);
   // out: the final state. scratch: scratch_floats().
   Status run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
-             int64_t ldy, float* state, float* scratch) const;
+             int64_t ldy, float* state, float* scratch) const {
+    return run_chunks(q, nullptr, ldq, k, ldk, v, ldv, y, ldy, state, scratch);
+  }
+  // The same when q's rows have `chunk` writable floats after their d features
+  // (ldq ≥ d + chunk; else as run()): causal, each chunk's masked scores are written
+  // there, beside its queries, instead of copying the queries to scratch. q's features
+  // are left as they were.
+  Status run_spare(float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y, int64_t ldy,
+                   float* state, float* scratch) const {
+    return run_chunks(q, ldq >= s_.d + s_.chunk ? q : nullptr, ldq, k, ldk, v, ldv, y, ldy, state, scratch);
+  }
   // The same math, token by token (the RNN form for causal, two plain passes
   // otherwise), with plain loops: the reference kernels' core. No scratch.
   void run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
@@ -104,8 +124,9 @@ class LinearCore {
   double flops() const;
 
  private:
-  // φq_i · z + extra + eps + eps_qsum · Σ_f φq_if.
-  float denominator(const float* qi, const float* z, float extra) const;
+  // run(); q_spare: q itself when its rows have room for the scores (run_spare), else null.
+  Status run_chunks(const float* q, float* q_spare, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                    float* y, int64_t ldy, float* state, float* scratch) const;
   LinearCoreShape s_;
 };
 

@@ -1,0 +1,151 @@
+// The linear-attention core's vector helpers and its spare-column form:
+// - inverse_denominators and add_column_sums, the dispatched path (AVX-512 on a CPU that
+//   has it: four-row blocks, 128-column register blocks) and the plain loops, against
+//   double-precision loops, on row and column counts around those blocks;
+// - LinearCore::run_spare (the causal chunks' scores written into q's spare columns)
+//   against run() (a copy of the queries) and against run_ref (the RNN form), with
+//   Performer's shape (266 features, 64 values, chunks of 32) and a tail chunk.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ops/attention_common.h"
+
+namespace {
+
+using atrous::attn::LinearCore;
+using atrous::attn::LinearCoreShape;
+
+std::vector<float> uniform(size_t n, float lo, float hi, std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+TEST_CASE("inverse_denominators: both paths equal a double loop", "[linear_core]") {
+  std::mt19937 rng(5);
+  for (bool vector_path : {true, false})
+    for (int64_t n : {1, 3, 4, 5, 9, 32})
+      for (int64_t d : {1, 15, 16, 17, 64, 266})
+        for (float eps_qsum : {0.0f, 1e-3f})
+          for (bool extra : {false, true}) {
+            const int64_t ldq = d + 3;
+            auto q = uniform(static_cast<size_t>(n * ldq), 0.0f, 1.0f, rng), z = uniform(static_cast<size_t>(d), 0.0f, 2.0f, rng);
+            auto ex = uniform(static_cast<size_t>(n), 0.0f, 3.0f, rng);
+            for (int64_t i = 0; i < n; ++i)  // the padding between rows must not be read
+              for (int64_t f = d; f < ldq; ++f) q[static_cast<size_t>(i * ldq + f)] = std::numeric_limits<float>::quiet_NaN();
+            std::vector<float> inv(static_cast<size_t>(n), -1.0f);
+            const float eps = 1e-6f;
+            if (vector_path)
+              atrous::attn::inverse_denominators(q.data(), ldq, n, z.data(), d, extra ? ex.data() : nullptr, eps, eps_qsum, inv.data());
+            else
+              atrous::attn::inverse_denominators_scalar(q.data(), ldq, n, z.data(), d, extra ? ex.data() : nullptr, eps, eps_qsum,
+                                                        inv.data());
+            double worst = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              double den = eps + (extra ? ex[static_cast<size_t>(i)] : 0.0), qs = 0;
+              for (int64_t f = 0; f < d; ++f) {
+                den += static_cast<double>(q[static_cast<size_t>(i * ldq + f)]) * z[static_cast<size_t>(f)];
+                qs += q[static_cast<size_t>(i * ldq + f)];
+              }
+              den += eps_qsum * qs;
+              const double want = 1.0 / den, got = inv[static_cast<size_t>(i)];
+              worst = std::isnan(got) ? 1e30 : std::max(worst, std::fabs(got - want) / std::fabs(want));
+            }
+            INFO((vector_path ? atrous::attn::vector_isa() : "scalar") << " n " << n << " d " << d << " eps_qsum " << eps_qsum
+                                                                       << " extra " << extra);
+            CHECK(worst <= 1e-5);
+          }
+}
+
+TEST_CASE("inverse_denominators: extra may alias the output", "[linear_core]") {
+  std::mt19937 rng(6);
+  const int64_t n = 11, d = 70;
+  auto q = uniform(static_cast<size_t>(n * d), 0.0f, 1.0f, rng), z = uniform(static_cast<size_t>(d), 0.0f, 1.0f, rng);
+  auto ex = uniform(static_cast<size_t>(n), 0.0f, 1.0f, rng);
+  std::vector<float> apart(static_cast<size_t>(n)), inplace = ex;
+  atrous::attn::inverse_denominators(q.data(), d, n, z.data(), d, ex.data(), 0.0f, 0.0f, apart.data());
+  atrous::attn::inverse_denominators(q.data(), d, n, z.data(), d, inplace.data(), 0.0f, 0.0f, inplace.data());
+  CHECK(inplace == apart);
+}
+
+TEST_CASE("add_column_sums: both paths equal a double loop", "[linear_core]") {
+  std::mt19937 rng(7);
+  for (bool vector_path : {true, false})
+    for (int64_t n : {0, 1, 7, 32, 256})
+      for (int64_t d : {1, 16, 100, 128, 129, 266}) {
+        const int64_t ldk = d + 5;
+        auto k = uniform(static_cast<size_t>(std::max<int64_t>(n, 1) * ldk), -1.0f, 1.0f, rng);
+        auto z0 = uniform(static_cast<size_t>(d + 16), -1.0f, 1.0f, rng);
+        for (int64_t f = d; f < d + 16; ++f) z0[static_cast<size_t>(f)] = std::numeric_limits<float>::quiet_NaN();
+        auto z = z0;
+        if (vector_path) atrous::attn::add_column_sums(k.data(), ldk, n, d, z.data());
+        else atrous::attn::add_column_sums_scalar(k.data(), ldk, n, d, z.data());
+        double worst = 0;
+        int64_t touched = 0;
+        for (int64_t f = 0; f < d; ++f) {
+          double want = z0[static_cast<size_t>(f)];
+          for (int64_t j = 0; j < n; ++j) want += k[static_cast<size_t>(j * ldk + f)];
+          const double got = z[static_cast<size_t>(f)];
+          worst = std::isnan(got) ? 1e30 : std::max(worst, std::fabs(got - want));
+        }
+        for (int64_t f = d; f < d + 16; ++f) touched += !std::isnan(z[static_cast<size_t>(f)]);  // past d: never written
+        INFO((vector_path ? atrous::attn::vector_isa() : "scalar") << " n " << n << " d " << d);
+        CHECK(worst <= 1e-5 * std::max<double>(n, 1));
+        CHECK(touched == 0);
+      }
+}
+
+TEST_CASE("LinearCore::run_spare equals run and the RNN form", "[linear_core]") {
+  std::mt19937 rng(8);
+  for (int64_t d : {266, 64, 20})
+    for (int64_t rows : {1, 31, 100}) {
+      LinearCoreShape s;
+      s.lq = s.lk = rows;
+      s.d = d;
+      s.m = 64;
+      s.causal = true;
+      s.chunk = 32;
+      s.eps = 1e-6f;
+      s.eps_qsum = 1e-4f;
+      const LinearCore core(s);
+      const int64_t ld = d + s.chunk, ldv = 80;
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      auto q = uniform(static_cast<size_t>(rows * ld), 0.0f, 1.0f, rng), k = uniform(static_cast<size_t>(rows * d), 0.0f, 1.0f, rng);
+      auto v = uniform(static_cast<size_t>(rows * ldv), -1.0f, 1.0f, rng);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t f = d; f < ld; ++f) q[static_cast<size_t>(i * ld + f)] = nan;  // the spare columns: written before read
+      const auto q0 = q;
+      auto state0 = uniform(static_cast<size_t>(core.state_floats()), 0.0f, 0.5f, rng);  // a streaming start
+      std::vector<float> y_spare(static_cast<size_t>(rows * s.m)), y_copy = y_spare, y_ref = y_spare;
+      std::vector<float> st_spare = state0, st_copy = state0, st_ref = state0, scratch(static_cast<size_t>(core.scratch_floats()));
+      REQUIRE(core.run_spare(q.data(), ld, k.data(), d, v.data(), ldv, y_spare.data(), s.m, st_spare.data(), scratch.data()).ok());
+      REQUIRE(core.run(q0.data(), ld, k.data(), d, v.data(), ldv, y_copy.data(), s.m, st_copy.data(), scratch.data()).ok());
+      core.run_ref(q0.data(), ld, k.data(), d, v.data(), ldv, y_ref.data(), s.m, st_ref.data());
+      double err = 0, err_copy = 0, max_ref = 0, st_err = 0, st_max = 0;
+      for (size_t i = 0; i < y_ref.size(); ++i) {
+        max_ref = std::max(max_ref, std::fabs(static_cast<double>(y_ref[i])));
+        err = std::isnan(y_spare[i]) ? 1e30 : std::max(err, std::fabs(static_cast<double>(y_spare[i]) - y_ref[i]));
+        err_copy = std::max(err_copy, std::fabs(static_cast<double>(y_spare[i]) - y_copy[i]));
+      }
+      for (size_t i = 0; i < st_ref.size(); ++i) {
+        st_max = std::max(st_max, std::fabs(static_cast<double>(st_ref[i])));
+        st_err = std::max(st_err, std::fabs(static_cast<double>(st_spare[i]) - st_ref[i]));
+      }
+      int64_t features_changed = 0;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t f = 0; f < d; ++f) features_changed += q[static_cast<size_t>(i * ld + f)] != q0[static_cast<size_t>(i * ld + f)];
+      INFO("d " << d << " rows " << rows << ": err " << err << " (max |ref| " << max_ref << "), vs run() " << err_copy
+                << ", state err " << st_err);
+      CHECK(err <= 1e-4 * max_ref);
+      CHECK(err_copy <= 1e-6 * max_ref);
+      CHECK(st_err <= 1e-4 * st_max);
+      CHECK(features_changed == 0);
+    }
+}
+
+}  // namespace
