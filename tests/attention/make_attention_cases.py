@@ -676,5 +676,10 @@ mla_case("litemla_9x70_scales37", 1, 32, 9, 70, 16, scales=(3, 7), proj_bias=Tru
 # one head (3 aggregation groups over 2 threads: lite_mla_gemm splits each group's columns
 # in two), dim 12 (narrow_gemm's 8-row tile and a 4-row tail), 1403 tokens (a column tail)
 mla_case("litemla_23x61_onehead_dim12", 1, 12, 23, 61, 12, scales=(5,))
+# lite_mla_banded: two batch items of two 26- and 14-row bands (20 columns), two scales
+# whose halos cross the band edge; and rows wider than a band's 512 tokens (one-row bands,
+# every depthwise row from a neighbouring band)
+mla_case("litemla_b2_40x20_scales53", 2, 32, 40, 20, 16, scales=(5, 3), proj_bias=True)
+mla_case("litemla_3x600_head8", 1, 16, 3, 600, 8, scales=(5,))
 
 W.finish()

@@ -245,20 +245,31 @@ void inv_den_avx512(const float* q, int64_t ldq, int64_t n, const float* z, int6
   for (; i < n; ++i) inv_den_rows<1, QSUM>(q + i * ldq, ldq, z, d, extra ? extra + i : nullptr, eps, eps_qsum, inv + i);
 }
 
-// add_column_sums: 128 columns at a time in eight registers over all rows.
+// add_column_sums: 64 columns at a time in two sets of four registers, even and odd
+// rows, so that eight add chains run at once however narrow the rows are.
 __attribute__((target("avx512f"))) void column_sums_avx512(const float* k, int64_t ldk, int64_t n, int64_t d, float* z) {
-  constexpr int kV = 8;
+  constexpr int kV = 4;
   for (int64_t f0 = 0; f0 < d; f0 += 16 * kV) {
-    __m512 acc[kV];
+    __m512 even[kV], odd[kV];
     __mmask16 m[kV];
     for (int v = 0; v < kV; ++v) {
       const int64_t f = f0 + 16 * v;
       m[v] = f >= d ? 0 : d - f >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (d - f)) - 1u);
-      acc[v] = _mm512_maskz_loadu_ps(m[v], z + f);
+      even[v] = _mm512_maskz_loadu_ps(m[v], z + f);
+      odd[v] = _mm512_setzero_ps();
     }
-    for (int64_t j = 0; j < n; ++j)
-      for (int v = 0; v < kV; ++v) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(m[v], k + j * ldk + f0 + 16 * v));
-    for (int v = 0; v < kV; ++v) _mm512_mask_storeu_ps(z + f0 + 16 * v, m[v], acc[v]);
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const float* r0 = k + j * ldk + f0;
+      const float* r1 = r0 + ldk;
+      for (int v = 0; v < kV; ++v) {
+        even[v] = _mm512_add_ps(even[v], _mm512_maskz_loadu_ps(m[v], r0 + 16 * v));
+        odd[v] = _mm512_add_ps(odd[v], _mm512_maskz_loadu_ps(m[v], r1 + 16 * v));
+      }
+    }
+    if (j < n)
+      for (int v = 0; v < kV; ++v) even[v] = _mm512_add_ps(even[v], _mm512_maskz_loadu_ps(m[v], k + j * ldk + f0 + 16 * v));
+    for (int v = 0; v < kV; ++v) _mm512_mask_storeu_ps(z + f0 + 16 * v, m[v], _mm512_add_ps(even[v], odd[v]));
   }
 }
 

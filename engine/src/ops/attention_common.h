@@ -56,7 +56,7 @@ const char* vector_isa();
 // over n rows of d floats (extra may be null, or alias inv). AVX-512: four rows at a time.
 void inverse_denominators(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra, float eps,
                           float eps_qsum, float* inv);
-// z[f] += Σ_j k[j, f] over n rows of d floats. AVX-512: 128 columns in registers at a time.
+// z[f] += Σ_j k[j, f] over n rows of d floats. AVX-512: 64 columns in registers at a time.
 void add_column_sums(const float* k, int64_t ldk, int64_t n, int64_t d, float* z);
 // Their plain-loop paths (taken without AVX-512), for tests.
 void inverse_denominators_scalar(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra,

@@ -26,6 +26,7 @@
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
 #include "ops/depthwise_padded.h"
+#include "ops/lite_mla.h"
 #include "ops/narrow_gemm.h"
 #include "ops/transpose_panel.h"
 #include "ops/op_registry.h"
@@ -33,7 +34,7 @@
 namespace atrous {
 namespace {
 
-enum LiteMlaInput { kX = 0, kQkvW, kProjW, kProjB, kFirstScale };
+constexpr int kX = kLiteMlaX, kQkvW = kLiteMlaQkvW, kProjW = kLiteMlaProjW, kProjB = kLiteMlaProjB, kFirstScale = kLiteMlaFirstScale;
 constexpr int kMaxScales = 4;
 
 // ---- attributes -------------------------------------------------------------
@@ -81,10 +82,39 @@ Status infer(ShapeContext& ctx) {
   return Status::Ok();
 }
 
+}  // namespace
+
+LiteMlaSizes LiteMlaSizes::of(const KernelContext& ctx) {
+  const auto& a = ctx.attrs<fb::LiteMLAT>();
+  const Shape& x = ctx.in[kX].shape;
+  LiteMlaSizes s;
+  s.B = x[0];
+  s.C = x[1];
+  s.H = x[2];
+  s.W = x[3];
+  s.n = s.H * s.W;
+  s.d = a.dim;
+  s.t3 = ctx.in[kQkvW].shape[0];
+  s.heads = s.t3 / (3 * s.d);
+  s.S = static_cast<int64_t>(a.scales.size());
+  s.groups = s.heads * (1 + s.S);
+  s.co = ctx.in[kProjW].shape[0];
+  return s;
+}
+
+double LiteMlaSizes::flops(const fb::LiteMLAT& a) const {
+  double f = 2.0 * B * t3 * C * n + 2.0 * B * co * groups * d * n;
+  for (int k : a.scales) f += 2.0 * B * t3 * n * (k * k + d);
+  const double per_group = n > d ? 2.0 * n * d * (d + 1) * 2 : 2.0 * n * n * d * 2;
+  return f + B * groups * per_group;
+}
+
+namespace {
+
 // ---- kernels ----------------------------------------------------------------
 class LiteMlaKernel : public Kernel {
  public:
-  LiteMlaKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::LiteMLAT>()) {
+  LiteMlaKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::LiteMLAT>()), sizes_(LiteMlaSizes::of(ctx)) {
     const Shape& x = ctx.in[kX].shape;
     B_ = x[0];
     C_ = x[1];
@@ -141,12 +171,7 @@ class LiteMlaKernel : public Kernel {
     return Status::Ok();
   }
 
-  double flops() const override {
-    double f = 2.0 * B_ * t3_ * C_ * n_ + 2.0 * B_ * co_ * groups_ * d_ * n_;
-    for (int k : a_.scales) f += 2.0 * B_ * t3_ * n_ * (k * k + d_);
-    const double per_group = n_ > d_ ? 2.0 * n_ * d_ * (d_ + 1) * 2 : 2.0 * n_ * n_ * d_ * 2;
-    return f + B_ * groups_ * per_group;
-  }
+  double flops() const override { return sizes_.flops(a_); }
   std::string detail() const override { return n_ > d_ ? "linear form" : "quadratic form (H·W <= dim)"; }
 
  private:
@@ -309,6 +334,7 @@ class LiteMlaKernel : public Kernel {
 
   bool ref_;
   fb::LiteMLAT a_;
+  LiteMlaSizes sizes_;
   int64_t B_ = 1, C_ = 1, H_ = 1, W_ = 1, n_ = 1, d_ = 1, t3_ = 3, S_ = 0, groups_ = 1, co_ = 1;
   int threads_ = 1;
   int multi_scr_ = -1, dw_scr_ = -1, out_scr_ = -1, t_scr_ = -1, pad_scr_ = -1;
@@ -322,6 +348,8 @@ const KernelDef kRef = {"lite_mla_ref", false, create_ref};
 
 }  // namespace
 
-const OpDef kLiteMLAOp = {"LiteMLA", 3, kFirstScale + 2 * kMaxScales, 1, 1, check, infer, {&kGemm, &kRef}};
+extern const KernelDef kLiteMlaBanded;  // lite_mla_banded.cpp: the linear form, band by band in cache
+
+const OpDef kLiteMLAOp = {"LiteMLA", 3, kFirstScale + 2 * kMaxScales, 1, 1, check, infer, {&kLiteMlaBanded, &kGemm, &kRef}};
 
 }  // namespace atrous
