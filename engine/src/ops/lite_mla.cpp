@@ -114,72 +114,61 @@ namespace {
 // ---- kernels ----------------------------------------------------------------
 class LiteMlaKernel : public Kernel {
  public:
-  LiteMlaKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::LiteMLAT>()), sizes_(LiteMlaSizes::of(ctx)) {
-    const Shape& x = ctx.in[kX].shape;
-    B_ = x[0];
-    C_ = x[1];
-    H_ = x[2];
-    W_ = x[3];
-    n_ = H_ * W_;
-    d_ = a_.dim;
-    t3_ = ctx.in[kQkvW].shape[0];
-    S_ = static_cast<int64_t>(a_.scales.size());
-    groups_ = t3_ / (3 * d_) * (1 + S_);
-    co_ = ctx.in[kProjW].shape[0];
+  LiteMlaKernel(KernelContext& ctx, bool ref) : ref_(ref), a_(ctx.attrs<fb::LiteMLAT>()), s_(LiteMlaSizes::of(ctx)) {
     threads_ = std::max(1, ctx.threads);
     const uint64_t f = sizeof(float);
-    multi_scr_ = ctx.scratch(f * B_ * t3_ * (1 + S_) * n_);
-    dw_scr_ = ctx.scratch(f * t3_ * n_);
-    out_scr_ = ctx.scratch(f * B_ * groups_ * d_ * n_);
+    multi_scr_ = ctx.scratch(f * s_.B * s_.t3 * (1 + s_.S) * s_.n);
+    dw_scr_ = ctx.scratch(f * s_.t3 * s_.n);
+    out_scr_ = ctx.scratch(f * s_.B * s_.groups * s_.d * s_.n);
     t_scr_ = ctx.scratch(f * threads_ * thread_floats());
-    if (!ref_ && S_ > 0) pad_scr_ = ctx.scratch(f * threads_ * (H_ + kmax() - 1) * (W_ + kmax() - 1));
+    if (!ref_ && s_.S > 0) pad_scr_ = ctx.scratch(f * threads_ * (s_.H + kmax() - 1) * (s_.W + kmax() - 1));
   }
 
   Status run(const RunBuffers& b, KernelState*) const override {
     auto scr = [&](int i) { return static_cast<float*>(b.scratch[static_cast<size_t>(i)]); };
     auto in = [&](int i) { return attn::input_or_null(b, i); };
     float *multi = scr(multi_scr_), *dw = scr(dw_scr_), *out = scr(out_scr_), *tall = scr(t_scr_);
-    const int64_t per_batch = t3_ * (1 + S_) * n_;
-    for (int64_t bi = 0; bi < B_; ++bi) {
+    const int64_t per_batch = s_.t3 * (1 + s_.S) * s_.n;
+    for (int64_t bi = 0; bi < s_.B; ++bi) {
       float* mb = multi + bi * per_batch;
-      ATROUS_RETURN_IF_ERROR(mm(false, false, t3_, n_, C_, in(kQkvW), C_, in(kX) + bi * C_ * n_, n_, 0.0f, mb, n_));
-      for (int64_t s = 0; s < S_; ++s) {
+      ATROUS_RETURN_IF_ERROR(mm(false, false, s_.t3, s_.n, s_.C, in(kQkvW), s_.C, in(kX) + bi * s_.C * s_.n, s_.n, 0.0f, mb, s_.n));
+      for (int64_t s = 0; s < s_.S; ++s) {
         const int64_t k = a_.scales[static_cast<size_t>(s)];
         if (ref_) depthwise(mb, in(kFirstScale + 2 * static_cast<int>(s)), k, dw);
         else depthwise_fast(mb, in(kFirstScale + 2 * static_cast<int>(s)), k, dw, scr(pad_scr_));
         const float* pw = in(kFirstScale + 2 * static_cast<int>(s) + 1);  // [3T, dim]: group r maps dw rows r·dim.. to the same rows
-        float* agg = mb + (s + 1) * t3_ * n_;
+        float* agg = mb + (s + 1) * s_.t3 * s_.n;
         ATROUS_RETURN_IF_ERROR(aggregate(pw, dw, agg));
       }
     }
     std::atomic<bool> failed{false};
 #pragma omp parallel for num_threads(threads_) schedule(dynamic)
-    for (int64_t t = 0; t < B_ * groups_; ++t) {
-      const int64_t bi = t / groups_, g = t % groups_;
-      float* grp = multi + bi * per_batch + g * 3 * d_ * n_;  // [q | k | v], each [dim, n]
+    for (int64_t t = 0; t < s_.B * s_.groups; ++t) {
+      const int64_t bi = t / s_.groups, g = t % s_.groups;
+      float* grp = multi + bi * per_batch + g * 3 * s_.d * s_.n;  // [q | k | v], each [dim, n]
       float* scratch = tall + static_cast<int64_t>(omp_get_thread_num()) * thread_floats();
-      if (!attend(grp, out + (bi * groups_ + g) * d_ * n_, scratch).ok()) failed = true;
+      if (!attend(grp, out + (bi * s_.groups + g) * s_.d * s_.n, scratch).ok()) failed = true;
     }
     if (failed) return internal_error("sgemm failed in LiteMLA");
     const float* bias = in(kProjB);
     float* y = static_cast<float*>(b.out[0]);
-    for (int64_t bi = 0; bi < B_; ++bi) {
-      float* yb = y + bi * co_ * n_;
-      for (int64_t o = 0; o < co_; ++o) std::fill(yb + o * n_, yb + (o + 1) * n_, bias ? bias[o] : 0.0f);
-      ATROUS_RETURN_IF_ERROR(mm(false, false, co_, n_, groups_ * d_, in(kProjW), groups_ * d_, out + bi * groups_ * d_ * n_, n_, 1.0f, yb, n_));
+    for (int64_t bi = 0; bi < s_.B; ++bi) {
+      float* yb = y + bi * s_.co * s_.n;
+      for (int64_t o = 0; o < s_.co; ++o) std::fill(yb + o * s_.n, yb + (o + 1) * s_.n, bias ? bias[o] : 0.0f);
+      ATROUS_RETURN_IF_ERROR(mm(false, false, s_.co, s_.n, s_.groups * s_.d, in(kProjW), s_.groups * s_.d, out + bi * s_.groups * s_.d * s_.n, s_.n, 1.0f, yb, s_.n));
     }
     return Status::Ok();
   }
 
-  double flops() const override { return sizes_.flops(a_); }
-  std::string detail() const override { return n_ > d_ ? "linear form" : "quadratic form (H·W <= dim)"; }
+  double flops() const override { return s_.flops(a_); }
+  std::string detail() const override { return s_.n > s_.d ? "linear form" : "quadratic form (H·W <= dim)"; }
 
  private:
   // lite_mla_gemm's linear form walks the tokens in blocks of kBlock (see attend()).
   static constexpr int64_t kBlock = 256;
   int64_t thread_floats() const {
-    if (n_ <= d_) return n_ * n_ + n_;
-    return ref_ ? d_ * d_ + d_ + n_ : d_ * d_ + d_ + d_ * kBlock;
+    if (s_.n <= s_.d) return s_.n * s_.n + s_.n;
+    return ref_ ? s_.d * s_.d + s_.d + s_.n : s_.d * s_.d + s_.d + s_.d * kBlock;
   }
 
   // C[M, N] = A[M, K] B[K, N] (+ beta C), sgemm or plain loops.
@@ -201,21 +190,21 @@ class LiteMlaKernel : public Kernel {
   // a busy machine). Its output is written past the cache (non-temporal stores): at 4k
   // tokens and more it is larger than the L3 anyway, and at 1k it measured the same.
   Status aggregate(const float* pw, const float* dw, float* agg) const {
-    const int64_t G = t3_ / d_;
+    const int64_t G = s_.t3 / s_.d;
     if (ref_) {
-      for (int64_t r = 0; r < G; ++r) ATROUS_RETURN_IF_ERROR(mm(false, false, d_, n_, d_, pw + r * d_ * d_, d_, dw + r * d_ * n_, n_, 0.0f, agg + r * d_ * n_, n_));
+      for (int64_t r = 0; r < G; ++r) ATROUS_RETURN_IF_ERROR(mm(false, false, s_.d, s_.n, s_.d, pw + r * s_.d * s_.d, s_.d, dw + r * s_.d * s_.n, s_.n, 0.0f, agg + r * s_.d * s_.n, s_.n));
       return Status::Ok();
     }
     // Enough tasks for every thread (ranges of whole 48-column panels).
     const int64_t parts = std::max<int64_t>(1, (2 * threads_ + G - 1) / G);
-    const int64_t cols = (n_ + parts - 1) / parts, step = (cols + 47) / 48 * 48;
-    const int64_t tasks_per_group = (n_ + step - 1) / step;
+    const int64_t cols = (s_.n + parts - 1) / parts, step = (cols + 47) / 48 * 48;
+    const int64_t tasks_per_group = (s_.n + step - 1) / step;
     std::atomic<bool> bad{false};
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t t = 0; t < G * tasks_per_group; ++t) {
-      const int64_t r = t / tasks_per_group, j0 = (t % tasks_per_group) * step, nc = std::min(step, n_ - j0);
-      const int64_t off = r * d_ * n_ + j0;
-      if (!narrow_gemm(d_, nc, d_, pw + r * d_ * d_, d_, dw + off, n_, agg + off, n_, true).ok()) bad = true;
+      const int64_t r = t / tasks_per_group, j0 = (t % tasks_per_group) * step, nc = std::min(step, s_.n - j0);
+      const int64_t off = r * s_.d * s_.n + j0;
+      if (!narrow_gemm(s_.d, nc, s_.d, pw + r * s_.d * s_.d, s_.d, dw + off, s_.n, agg + off, s_.n, true).ok()) bad = true;
     }
     if (bad) return internal_error("the grouped 1×1 (narrow_gemm) failed in LiteMLA's aggregation");
     return Status::Ok();
@@ -226,19 +215,19 @@ class LiteMlaKernel : public Kernel {
   void depthwise(const float* src, const float* w, int64_t k, float* dst) const {
     const int64_t p = k / 2;
 #pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int64_t c = 0; c < t3_; ++c) {
-      const float* sc = src + c * n_;
+    for (int64_t c = 0; c < s_.t3; ++c) {
+      const float* sc = src + c * s_.n;
       const float* wc = w + c * k * k;
-      float* dc = dst + c * n_;
-      std::fill(dc, dc + n_, 0.0f);
+      float* dc = dst + c * s_.n;
+      std::fill(dc, dc + s_.n, 0.0f);
       for (int64_t i = 0; i < k; ++i) {
-        const int64_t y0 = std::max<int64_t>(0, p - i), y1 = std::min<int64_t>(H_, H_ + p - i);
+        const int64_t y0 = std::max<int64_t>(0, p - i), y1 = std::min<int64_t>(s_.H, s_.H + p - i);
         for (int64_t j = 0; j < k; ++j) {
-          const int64_t x0 = std::max<int64_t>(0, p - j), x1 = std::min<int64_t>(W_, W_ + p - j);
+          const int64_t x0 = std::max<int64_t>(0, p - j), x1 = std::min<int64_t>(s_.W, s_.W + p - j);
           const float wt = wc[i * k + j];
           for (int64_t y = y0; y < y1; ++y) {
-            const float* srow = sc + (y + i - p) * W_ + (j - p);
-            float* drow = dc + y * W_;
+            const float* srow = sc + (y + i - p) * s_.W + (j - p);
+            float* drow = dc + y * s_.W;
             for (int64_t x = x0; x < x1; ++x) drow[x] += wt * srow[x];
           }
         }
@@ -249,18 +238,18 @@ class LiteMlaKernel : public Kernel {
   // depthwise() for lite_mla_gemm: each channel copied into a zero-padded per-thread
   // buffer, then depthwise_padded (AVX-512 when available).
   void depthwise_fast(const float* src, const float* w, int64_t k, float* dst, float* pads) const {
-    const int64_t p = k / 2, ldp = W_ + k - 1, rows = H_ + k - 1;
-    const int64_t per_thread = (H_ + kmax() - 1) * (W_ + kmax() - 1);
+    const int64_t p = k / 2, ldp = s_.W + k - 1, rows = s_.H + k - 1;
+    const int64_t per_thread = (s_.H + kmax() - 1) * (s_.W + kmax() - 1);
     const bool avx512 = depthwise_padded_avx512_available();
 #pragma omp parallel num_threads(threads_)
     {
       float* pad = pads + static_cast<int64_t>(omp_get_thread_num()) * per_thread;
       std::fill(pad, pad + rows * ldp, 0.0f);  // the borders stay zero; the interior is rewritten per channel
 #pragma omp for schedule(static)
-      for (int64_t c = 0; c < t3_; ++c) {
-        for (int64_t y = 0; y < H_; ++y) std::memcpy(pad + (y + p) * ldp + p, src + c * n_ + y * W_, static_cast<size_t>(W_) * sizeof(float));
-        if (avx512) depthwise_padded_avx512(pad, ldp, w + c * k * k, k, H_, W_, dst + c * n_);
-        else depthwise_padded(pad, ldp, w + c * k * k, k, H_, W_, dst + c * n_);
+      for (int64_t c = 0; c < s_.t3; ++c) {
+        for (int64_t y = 0; y < s_.H; ++y) std::memcpy(pad + (y + p) * ldp + p, src + c * s_.n + y * s_.W, static_cast<size_t>(s_.W) * sizeof(float));
+        if (avx512) depthwise_padded_avx512(pad, ldp, w + c * k * k, k, s_.H, s_.W, dst + c * s_.n);
+        else depthwise_padded(pad, ldp, w + c * k * k, k, s_.H, s_.W, dst + c * s_.n);
       }
     }
   }
@@ -272,7 +261,7 @@ class LiteMlaKernel : public Kernel {
 
   // One group: grp = [q | k | v] rows of n tokens (relu'd in place); out [dim, n].
   Status attend(float* grp, float* out, float* scratch) const {
-    const int64_t d = d_, n = n_;
+    const int64_t d = s_.d, n = s_.n;
     float* q = grp;
     float* k = grp + d * n;
     const float* v = grp + 2 * d * n;
@@ -313,7 +302,7 @@ class LiteMlaKernel : public Kernel {
   //   2. out = vk relu(q) / (ksum · relu(q) + eps) per token, in one narrow_ratio
   //      (ops/narrow_gemm.h: the ReLU on the loads, the division as out is stored).
   Status attend_blocked(const float* q, const float* k, const float* v, float* out, float* scratch) const {
-    const int64_t d = d_, n = n_;
+    const int64_t d = s_.d, n = s_.n;
     float* vk = scratch;        // [d, d]
     float* ksum = vk + d * d;   // [d]
     float* blk = ksum + d;      // [kBlock, d]
@@ -334,8 +323,7 @@ class LiteMlaKernel : public Kernel {
 
   bool ref_;
   fb::LiteMLAT a_;
-  LiteMlaSizes sizes_;
-  int64_t B_ = 1, C_ = 1, H_ = 1, W_ = 1, n_ = 1, d_ = 1, t3_ = 3, S_ = 0, groups_ = 1, co_ = 1;
+  LiteMlaSizes s_;
   int threads_ = 1;
   int multi_scr_ = -1, dw_scr_ = -1, out_scr_ = -1, t_scr_ = -1, pad_scr_ = -1;
 };

@@ -118,13 +118,13 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
   // The B panel is reused by every row tile: packed when it is spread out and there
   // is more than one tile.
   const bool pack_b = trans_b || (M > kMR && ldb > 2 * std::min(N, kNB));
+  // The next K block's rows (of A when op(A) = Aᵀ, of B when op(B) = B) are prefetched a
+  // few per tile when spread out: rows of head slices are too far apart for the hardware
+  // prefetchers to run ahead of the kernel (dense rows they follow).
+  const bool ahead_a = TA && lda > 2 * M, ahead_b = !trans_b && ldb > 2 * std::min(N, kNB);
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     if (pack_a) pack(A, lda, false, k0, kc, 0, M, a_panel);
-    // The next K block's rows (of A when op(A) = Aᵀ, of B when op(B) = B) are
-    // prefetched a few per tile when spread out: rows of head slices are too far apart
-    // for the hardware prefetchers to run ahead of the kernel (dense rows they follow).
-    const bool ahead_a = TA && lda > 2 * M, ahead_b = !trans_b && ldb > 2 * std::min(N, kNB);
     int64_t ahead = ahead_a || ahead_b ? k0 + kc : K;
     const int64_t ahead_end = std::min(K, ahead + kKC);
     const int64_t tiles = ((M + kMR - 1) / kMR) * ((N + kNB - 1) / kNB);

@@ -12,8 +12,9 @@
 // read in place whether transposed or not. K is blocked by 64; the B panel of a block (≤ 16 KiB) and, for op(A) = Aᵀ with
 // M ≤ 128, the A panel (≤ 32 KiB) are packed into stack buffers so that they stay
 // in L1 while the row tiles pass over them.
-// Columns past a multiple of 16 use masked loads and stores; rows past a multiple
-// of 6 use a shorter tile. Without AVX-512 it calls sgemm.
+// Columns past a multiple of 16 use masked loads and stores; M is split into
+// ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5). Without
+// AVX-512 it calls sgemm.
 //
 // row_scale (optional, with beta = 0 only): C[i, :] = row_scale[i] · alpha · (op(A) op(B))[i, :],
 // applied as the tile is stored (the linear attention's 1 / denominator).
