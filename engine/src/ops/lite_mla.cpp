@@ -99,6 +99,7 @@ LiteMlaSizes LiteMlaSizes::of(const KernelContext& ctx) {
   s.S = static_cast<int64_t>(a.scales.size());
   s.groups = s.heads * (1 + s.S);
   s.co = ctx.in[kProjW].shape[0];
+  for (int k : a.scales) s.kmax = std::max<int64_t>(s.kmax, k);
   return s;
 }
 
@@ -121,7 +122,7 @@ class LiteMlaKernel : public Kernel {
     dw_scr_ = ctx.scratch(f * s_.t3 * s_.n);
     out_scr_ = ctx.scratch(f * s_.B * s_.groups * s_.d * s_.n);
     t_scr_ = ctx.scratch(f * threads_ * thread_floats());
-    if (!ref_ && s_.S > 0) pad_scr_ = ctx.scratch(f * threads_ * (s_.H + kmax() - 1) * (s_.W + kmax() - 1));
+    if (!ref_ && s_.S > 0) pad_scr_ = ctx.scratch(f * threads_ * (s_.H + s_.kmax - 1) * (s_.W + s_.kmax - 1));
   }
 
   Status run(const RunBuffers& b, KernelState*) const override {
@@ -239,7 +240,7 @@ class LiteMlaKernel : public Kernel {
   // buffer, then depthwise_padded (AVX-512 when available).
   void depthwise_fast(const float* src, const float* w, int64_t k, float* dst, float* pads) const {
     const int64_t p = k / 2, ldp = s_.W + k - 1, rows = s_.H + k - 1;
-    const int64_t per_thread = (s_.H + kmax() - 1) * (s_.W + kmax() - 1);
+    const int64_t per_thread = (s_.H + s_.kmax - 1) * (s_.W + s_.kmax - 1);
     const bool avx512 = depthwise_padded_avx512_available();
 #pragma omp parallel num_threads(threads_)
     {
@@ -252,11 +253,6 @@ class LiteMlaKernel : public Kernel {
         else depthwise_padded(pad, ldp, w + c * k * k, k, s_.H, s_.W, dst + c * s_.n);
       }
     }
-  }
-  int64_t kmax() const {
-    int64_t m = 1;
-    for (int k : a_.scales) m = std::max<int64_t>(m, k);
-    return m;
   }
 
   // One group: grp = [q | k | v] rows of n tokens (relu'd in place); out [dim, n].

@@ -20,6 +20,7 @@ struct LiteMlaSizes {
   int64_t S = 0;       // scales
   int64_t groups = 1;  // attention groups: heads · (1 + S); group s·heads + h (s = 0: qkv itself)
   int64_t co = 1;      // output channels
+  int64_t kmax = 1;    // the largest depthwise kernel (1 without scales)
 
   static LiteMlaSizes of(const KernelContext& ctx);
   // The node's flops (the same for every kernel): the 1×1s, the depthwise and grouped 1×1

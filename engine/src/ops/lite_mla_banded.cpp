@@ -50,8 +50,6 @@ class LiteMlaBanded : public Kernel {
     // Enough tasks for every thread: a head's bands split into ranges when there are
     // fewer (batch, head) pairs than twice the threads.
     ranges_ = std::clamp<int64_t>((2 * threads_ + s_.B * s_.heads - 1) / (s_.B * s_.heads), 1, bands_);
-    kmax_ = 1;
-    for (int k : a_.scales) kmax_ = std::max<int64_t>(kmax_, k);
     const uint64_t f = sizeof(float);
     qkv_scr_ = ctx.scratch(f * s_.B * s_.t3 * s_.n);
     out_scr_ = ctx.scratch(f * s_.B * s_.groups * s_.d * s_.n);
@@ -112,7 +110,7 @@ class LiteMlaBanded : public Kernel {
   // Per thread: three [d, T] buffers (a depthwise map, two aggregated maps), a relu(k)ᵀ
   // block, a zero-padded band of one channel.
   int64_t thread_floats() const { return 3 * s_.d * rows_ * s_.W + kBlock * s_.d + pad_floats(); }
-  int64_t pad_floats() const { return (rows_ + kmax_ - 1) * (s_.W + kmax_ - 1); }
+  int64_t pad_floats() const { return (rows_ + s_.kmax - 1) * (s_.W + s_.kmax - 1); }
 
   struct Band {
     int64_t y0, rows, t0, T;
@@ -217,7 +215,7 @@ class LiteMlaBanded : public Kernel {
   fb::LiteMLAT a_;
   LiteMlaSizes s_;
   int threads_;
-  int64_t rows_ = 1, bands_ = 1, ranges_ = 1, kmax_ = 1;
+  int64_t rows_ = 1, bands_ = 1, ranges_ = 1;
   int qkv_scr_ = -1, out_scr_ = -1, thread_scr_ = -1, acc_scr_ = -1;
 };
 
