@@ -1,10 +1,12 @@
-// The linear-attention core's vector helpers and its spare-column form:
+// The linear-attention core's vector helpers and its causal chunks over strided rows:
 // - inverse_denominators and add_column_sums, the dispatched path (AVX-512 on a CPU that
 //   has it: four-row blocks, 128-column register blocks) and the plain loops, against
 //   double-precision loops, on row and column counts around those blocks;
-// - LinearCore::run_spare (the causal chunks' scores written into q's spare columns)
-//   against run() (a copy of the queries) and against run_ref (the RNN form), with
-//   Performer's shape (266 features, 64 values, chunks of 32) and a tail chunk.
+// - causal_mask_rows, both paths, against a plain loop;
+// - LinearCore::run, causal (q, k, v and y read and written in place at their own
+//   strides, NaN between rows), against run_ref (the RNN form), with Performer's shape
+//   (266 features, 64 values, chunks of 32), the fused kernels' (64 × 64), chunks that
+//   do and do not fit one pass of small_sgemm_concat, and a tail chunk.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -100,52 +102,89 @@ TEST_CASE("add_column_sums: both paths equal a double loop", "[linear_core]") {
       }
 }
 
-TEST_CASE("LinearCore::run_spare equals run and the RNN form", "[linear_core]") {
+TEST_CASE("causal_mask_rows: both paths zero past the diagonal and sum the rest", "[linear_core]") {
+  std::mt19937 rng(7);
+  for (bool vector_path : {true, false})
+    for (int64_t c : {1, 5, 16, 17, 32, 33, 64})
+      for (bool sums : {true, false}) {
+        const int64_t lda = c + 5;
+        auto a = uniform(static_cast<size_t>(c * lda), -1.0f, 1.0f, rng);
+        const auto a0 = a;
+        std::vector<float> got(static_cast<size_t>(c), -7.0f);
+        if (vector_path) atrous::attn::causal_mask_rows(a.data(), lda, c, sums ? got.data() : nullptr);
+        else atrous::attn::causal_mask_rows_scalar(a.data(), lda, c, sums ? got.data() : nullptr);
+        int64_t wrong = 0;
+        double worst = 0;
+        for (int64_t i = 0; i < c; ++i) {
+          double want = 0;
+          for (int64_t j = 0; j < lda; ++j) {
+            const size_t at = static_cast<size_t>(i * lda + j);
+            const float expect = j <= i || j >= c ? a0[at] : 0.0f;  // the gap past c is left alone
+            wrong += a[at] != expect;
+            if (j <= i) want += a0[at];
+          }
+          if (sums) worst = std::max(worst, std::fabs(got[static_cast<size_t>(i)] - want));
+          else wrong += got[static_cast<size_t>(i)] != -7.0f;
+        }
+        INFO((vector_path ? atrous::attn::vector_isa() : "scalar") << " c " << c << " sums " << sums);
+        CHECK(wrong == 0);
+        CHECK(worst <= 1e-5 * std::max<double>(c, 1));
+      }
+}
+
+TEST_CASE("LinearCore::run (causal) reads strided rows in place and equals the RNN form", "[linear_core]") {
   std::mt19937 rng(8);
-  for (int64_t d : {266, 64, 20})
-    for (int64_t rows : {1, 31, 100}) {
-      LinearCoreShape s;
-      s.lq = s.lk = rows;
-      s.d = d;
-      s.m = 64;
-      s.causal = true;
-      s.chunk = 32;
-      s.eps = 1e-6f;
-      s.eps_qsum = 1e-4f;
-      const LinearCore core(s);
-      const int64_t ld = d + s.chunk, ldv = 80;
-      const float nan = std::numeric_limits<float>::quiet_NaN();
-      auto q = uniform(static_cast<size_t>(rows * ld), 0.0f, 1.0f, rng), k = uniform(static_cast<size_t>(rows * d), 0.0f, 1.0f, rng);
-      auto v = uniform(static_cast<size_t>(rows * ldv), -1.0f, 1.0f, rng);
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t f = d; f < ld; ++f) q[static_cast<size_t>(i * ld + f)] = nan;  // the spare columns: written before read
-      const auto q0 = q;
-      auto state0 = uniform(static_cast<size_t>(core.state_floats()), 0.0f, 0.5f, rng);  // a streaming start
-      std::vector<float> y_spare(static_cast<size_t>(rows * s.m)), y_copy = y_spare, y_ref = y_spare;
-      std::vector<float> st_spare = state0, st_copy = state0, st_ref = state0, scratch(static_cast<size_t>(core.scratch_floats()));
-      REQUIRE(core.run_spare(q.data(), ld, k.data(), d, v.data(), ldv, y_spare.data(), s.m, st_spare.data(), scratch.data()).ok());
-      REQUIRE(core.run(q0.data(), ld, k.data(), d, v.data(), ldv, y_copy.data(), s.m, st_copy.data(), scratch.data()).ok());
-      core.run_ref(q0.data(), ld, k.data(), d, v.data(), ldv, y_ref.data(), s.m, st_ref.data());
-      double err = 0, err_copy = 0, max_ref = 0, st_err = 0, st_max = 0;
-      for (size_t i = 0; i < y_ref.size(); ++i) {
-        max_ref = std::max(max_ref, std::fabs(static_cast<double>(y_ref[i])));
-        err = std::isnan(y_spare[i]) ? 1e30 : std::max(err, std::fabs(static_cast<double>(y_spare[i]) - y_ref[i]));
-        err_copy = std::max(err_copy, std::fabs(static_cast<double>(y_spare[i]) - y_copy[i]));
+  struct Shape {
+    int64_t d, chunk;
+  };
+  // (64, 96): the chunk's scores do not join the last K block of q (one extra pass).
+  for (Shape sh : {Shape{266, 32}, Shape{64, 32}, Shape{20, 32}, Shape{64, 96}, Shape{100, 16}})
+    for (int64_t rows : {1, 31, 100})
+      for (bool den : {true, false}) {
+        LinearCoreShape s;
+        s.lq = s.lk = rows;
+        s.d = sh.d;
+        s.m = 64;
+        s.causal = true;
+        s.chunk = sh.chunk;
+        s.denominator = den;
+        s.eps = 1e-6f;
+        s.eps_qsum = den ? 1e-4f : 0.0f;
+        const LinearCore core(s);
+        const int64_t d = sh.d, ldq = d + 32, ldk = d + 16, ldv = 80, ldy = 72;
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        auto strided = [&](int64_t cols, int64_t ld, float lo, float hi) {
+          auto x = uniform(static_cast<size_t>(rows * ld), lo, hi, rng);
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t f = cols; f < ld; ++f) x[static_cast<size_t>(i * ld + f)] = nan;  // gaps: never read
+          return x;
+        };
+        const auto q = strided(d, ldq, 0.0f, 1.0f), k = strided(d, ldk, 0.0f, 1.0f), v = strided(s.m, ldv, -1.0f, 1.0f);
+        auto state0 = uniform(static_cast<size_t>(core.state_floats()), 0.0f, 0.5f, rng);  // a streaming start
+        std::vector<float> y(static_cast<size_t>(rows * ldy), 5.0f), y_ref(static_cast<size_t>(rows * s.m));
+        std::vector<float> st = state0, st_ref = state0, scratch(static_cast<size_t>(core.scratch_floats()), nan);
+        REQUIRE(core.run(q.data(), ldq, k.data(), ldk, v.data(), ldv, y.data(), ldy, st.data(), scratch.data()).ok());
+        core.run_ref(q.data(), ldq, k.data(), ldk, v.data(), ldv, y_ref.data(), s.m, st_ref.data());
+        double err = 0, max_ref = 0, st_err = 0, st_max = 0;
+        int64_t gap_written = 0;
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t e = 0; e < s.m; ++e) {
+            const double want = y_ref[static_cast<size_t>(i * s.m + e)], got = y[static_cast<size_t>(i * ldy + e)];
+            max_ref = std::max(max_ref, std::fabs(want));
+            err = std::isnan(got) ? 1e30 : std::max(err, std::fabs(got - want));
+          }
+          for (int64_t e = s.m; e < ldy; ++e) gap_written += y[static_cast<size_t>(i * ldy + e)] != 5.0f;
+        }
+        for (size_t i = 0; i < st_ref.size(); ++i) {
+          st_max = std::max(st_max, std::fabs(static_cast<double>(st_ref[i])));
+          st_err = std::isnan(st[i]) ? 1e30 : std::max(st_err, std::fabs(static_cast<double>(st[i]) - st_ref[i]));
+        }
+        INFO("d " << d << " chunk " << sh.chunk << " rows " << rows << " den " << den << ": err " << err << " (max |ref| "
+                  << max_ref << "), state err " << st_err);
+        CHECK(err <= 1e-4 * max_ref);
+        CHECK(st_err <= 1e-4 * st_max);
+        CHECK(gap_written == 0);
       }
-      for (size_t i = 0; i < st_ref.size(); ++i) {
-        st_max = std::max(st_max, std::fabs(static_cast<double>(st_ref[i])));
-        st_err = std::max(st_err, std::fabs(static_cast<double>(st_spare[i]) - st_ref[i]));
-      }
-      int64_t features_changed = 0;
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t f = 0; f < d; ++f) features_changed += q[static_cast<size_t>(i * ld + f)] != q0[static_cast<size_t>(i * ld + f)];
-      INFO("d " << d << " rows " << rows << ": err " << err << " (max |ref| " << max_ref << "), vs run() " << err_copy
-                << ", state err " << st_err);
-      CHECK(err <= 1e-4 * max_ref);
-      CHECK(err_copy <= 1e-6 * max_ref);
-      CHECK(st_err <= 1e-4 * st_max);
-      CHECK(features_changed == 0);
-    }
 }
 
 }  // namespace

@@ -96,7 +96,7 @@ std::vector<Case> cases() {
     for (bool tb : {false, true})
       for (int64_t M : {1, 5, 6, 7, 13, 32, 64})
         for (int64_t N : {1, 15, 16, 17, 64, 65, 100, 130})
-          for (int64_t K : {1, 7, 128, 129, 300}) {
+          for (int64_t K : {1, 7, 32, 33, 128, 129, 300}) {
             const auto& s = ab[i++ % 3];
             out.push_back({ta, tb, M, N, K, s[0], s[1]});
           }
@@ -165,4 +165,66 @@ TEST_CASE("small_sgemm: row_scale multiplies each row of the product (both kerne
   }
   CHECK(atrous::small_sgemm(false, false, M, N, K, 1.0f, A.data(), K, B.data(), N, 1.0f, C.data(), N, scale.data()).code() ==
         atrous::StatusCode::kInvalidArgument);
+}
+
+// small_sgemm_concat: [A1 | A2] [B1 ; B2] with each block at its own stride and NaN in
+// every gap between rows (read in place: a gap read shows as NaN), against a double loop.
+// K1 + K2 around the one-pass limit (the last K block of A1 joined by A2 when the two fit
+// 128 rows of B) and past it, K1 or K2 zero, columns past a multiple of 16.
+TEST_CASE("small_sgemm_concat: both kernels equal a double loop over the concatenation", "[small_gemm]") {
+  std::mt19937 rng(14);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Shape {
+    int64_t M, N, K1, K2;
+  };
+  const Shape shapes[] = {{32, 64, 64, 32}, {31, 64, 266, 32}, {1, 20, 20, 1},  {7, 65, 64, 64}, {32, 64, 64, 96},
+                          {6, 130, 100, 28}, {13, 16, 0, 40}, {5, 33, 70, 0},   {32, 64, 128, 32}, {2, 1, 1, 1}};
+  for (const Shape& sh : shapes)
+    for (bool scaled : {false, true})
+      for (int path = 0; path < 2; ++path) {
+        if (path == 0 && !atrous::small_sgemm_avx512_available()) continue;
+        const int64_t lda1 = sh.K1 + 5, lda2 = sh.K2 + 3, ldb1 = sh.N + 4, ldb2 = 4 * sh.N + 1, ldc = sh.N + 6;
+        auto fill = [&](int64_t rows, int64_t cols, int64_t ld) {
+          std::vector<float> x(static_cast<size_t>(std::max<int64_t>(rows * ld, 1)), nan);
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < cols; ++j) x[static_cast<size_t>(i * ld + j)] = u(rng);
+          return x;
+        };
+        const auto A1 = fill(sh.M, sh.K1, lda1), A2 = fill(sh.M, sh.K2, lda2);
+        const auto B1 = fill(sh.K1, sh.N, ldb1), B2 = fill(sh.K2, sh.N, ldb2);
+        std::vector<float> scale(static_cast<size_t>(sh.M));
+        for (auto& x : scale) x = 0.5f + u(rng);
+        std::vector<float> C(static_cast<size_t>(sh.M * ldc), nan);  // written, never read
+        for (int64_t i = 0; i < sh.M; ++i)
+          for (int64_t j = sh.N; j < ldc; ++j) C[static_cast<size_t>(i * ldc + j)] = 7.0f;  // the gaps: kept
+        const float* rs = scaled ? scale.data() : nullptr;
+        if (path == 0)
+          atrous::small_sgemm_concat_avx512(sh.M, sh.N, sh.K1, A1.data(), lda1, B1.data(), ldb1, sh.K2, A2.data(), lda2, B2.data(),
+                                            ldb2, C.data(), ldc, rs);
+        else
+          REQUIRE(atrous::small_sgemm_concat_fallback(sh.M, sh.N, sh.K1, A1.data(), lda1, B1.data(), ldb1, sh.K2, A2.data(), lda2,
+                                                      B2.data(), ldb2, C.data(), ldc, rs)
+                      .ok());
+        double max_ref = 0, max_err = 0;
+        bool gaps_kept = true;
+        for (int64_t i = 0; i < sh.M; ++i) {
+          for (int64_t j = 0; j < sh.N; ++j) {
+            double want = 0;
+            for (int64_t p = 0; p < sh.K1; ++p)
+              want += static_cast<double>(A1[static_cast<size_t>(i * lda1 + p)]) * B1[static_cast<size_t>(p * ldb1 + j)];
+            for (int64_t p = 0; p < sh.K2; ++p)
+              want += static_cast<double>(A2[static_cast<size_t>(i * lda2 + p)]) * B2[static_cast<size_t>(p * ldb2 + j)];
+            if (scaled) want *= scale[static_cast<size_t>(i)];
+            const double got = C[static_cast<size_t>(i * ldc + j)];
+            max_ref = std::max(max_ref, std::fabs(want));
+            max_err = std::isnan(got) ? std::numeric_limits<double>::infinity() : std::max(max_err, std::fabs(got - want));
+          }
+          for (int64_t j = sh.N; j < ldc; ++j) gaps_kept = gaps_kept && C[static_cast<size_t>(i * ldc + j)] == 7.0f;
+        }
+        INFO((path == 0 ? "avx512" : "fallback") << " M " << sh.M << " N " << sh.N << " K1 " << sh.K1 << " K2 " << sh.K2
+                                                 << " scaled " << scaled << ": max err " << max_err << ", max |ref| " << max_ref);
+        CHECK(max_err <= 1e-4 * std::max(max_ref, 1e-3));
+        CHECK(gaps_kept);
+      }
 }

@@ -440,12 +440,11 @@ void litemla_parts(const Options& o, int64_t n) {
 // PerformerAttention's matrix-shaped parts at n tokens (266 features, 8 heads × 64), with
 // the calls performer_chunked makes per (head, block of 256 rows): the feature GEMM
 // dd = x Wᵀ [256 × 64]·[64 × 266]ᵀ (sgemm), then the core on the features: non-causal
-// accumulate + read (small_sgemm), causal the chunked run_spare() (chunk 32; the query
-// block's rows have 32 spare columns, as in the node). Each thread
+// accumulate + read (small_sgemm), causal the chunked run() (chunk 32). Each thread
 // works on its own heads, as in the node; inputs are fixed blocks (no exp, no max).
 void performer_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
-  const int64_t F = 266, rows = 256, ldq = F + 32;
+  const int64_t F = 266, rows = 256, ldq = F;
   Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(static_cast<size_t>(F * kHeadDim), 1.0f, 2);
   const int64_t per_thread_feats = rows * (ldq + F);  // φ(Q) [rows, ldq], φ(K) [rows, F]
   Floats feats = randn_aligned(static_cast<size_t>(o.threads * per_thread_feats), 0.5f, 3);
@@ -488,7 +487,7 @@ void performer_parts(const Options& o, int64_t n) {
             if (causal) {
               for (int64_t r0 = 0; r0 < n; r0 += rows) {
                 const int64_t nb = std::min(rows, n - r0);
-                (void)core.with_rows(nb, nb).run_spare(qf, ldq, kf, F, v + r0 * kDim, kDim, out + r0 * kDim, kDim, s, s + core.state_floats());
+                (void)core.with_rows(nb, nb).run(qf, ldq, kf, F, v + r0 * kDim, kDim, out + r0 * kDim, kDim, s, s + core.state_floats());
               }
             } else {
               for (int64_t r0 = 0; r0 < n; r0 += rows)

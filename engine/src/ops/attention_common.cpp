@@ -273,6 +273,24 @@ __attribute__((target("avx512f"))) void column_sums_avx512(const float* k, int64
   }
 }
 
+// causal_mask_rows: 16 columns at a time, the lanes past the diagonal zeroed by a mask.
+__attribute__((target("avx512f"))) void mask_rows_avx512(float* a, int64_t lda, int64_t c, float* sums) {
+  for (int64_t i = 0; i < c; ++i) {
+    float* ai = a + i * lda;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j0 = 0; j0 < c; j0 += 16) {
+      const int64_t w = std::min<int64_t>(16, c - j0);
+      const __mmask16 in_row = static_cast<__mmask16>((1u << w) - 1u);
+      const int64_t keep = std::clamp<int64_t>(i + 1 - j0, 0, 16);  // lanes at or before the diagonal
+      const __mmask16 kept = static_cast<__mmask16>(keep == 16 ? 0xFFFFu : (1u << keep) - 1u);
+      const __m512 x = _mm512_maskz_loadu_ps(kept, ai + j0);
+      _mm512_mask_storeu_ps(ai + j0, in_row, x);
+      acc = _mm512_add_ps(acc, x);
+    }
+    if (sums) sums[i] = _mm512_reduce_add_ps(acc);
+  }
+}
+
 }  // namespace
 
 void elu_add_serial(float* x, int64_t n, float add) {
@@ -358,6 +376,22 @@ void add_column_sums(const float* k, int64_t ldk, int64_t n, int64_t d, float* z
   column_sums_avx512(k, ldk, n, d, z);
 }
 
+void causal_mask_rows_scalar(float* a, int64_t lda, int64_t c, float* sums) {
+  for (int64_t i = 0; i < c; ++i) {
+    float* ai = a + i * lda;
+    std::fill(ai + i + 1, ai + c, 0.0f);
+    if (!sums) continue;
+    float rs = 0.0f;
+    for (int64_t j = 0; j <= i; ++j) rs += ai[j];
+    sums[i] = rs;
+  }
+}
+
+void causal_mask_rows(float* a, int64_t lda, int64_t c, float* sums) {
+  if (isa() != Isa::kAvx512) return causal_mask_rows_scalar(a, lda, c, sums);
+  mask_rows_avx512(a, lda, c, sums);
+}
+
 const char* vector_isa() {
   switch (isa()) {
     case Isa::kAvx512: return "avx512";
@@ -369,8 +403,8 @@ const char* vector_isa() {
 // ---- linear attention core ---------------------------------------------------------
 int64_t LinearCore::scratch_floats() const {
   const int64_t c = s_.chunk, d = s_.d, m = s_.m;
-  // non-causal: read()'s; causal: [Qc | A] [c, d + c], [S ; Vc] [d + c, m], z [d], 1 / denominators [c]
-  return std::max(read_scratch_floats(), c * (d + c) + (d + c) * m + d + c);
+  // non-causal: read()'s; causal: the masked scores [c, c], S [d, m], z [d], 1 / denominators [c]
+  return std::max(read_scratch_floats(), c * c + d * m + d + c);
 }
 
 double LinearCore::flops() const {
@@ -384,22 +418,22 @@ double LinearCore::flops() const {
   return f;
 }
 
-Status LinearCore::run_chunks(const float* q, float* q_spare, int64_t ldq, const float* k, int64_t ldk, const float* v,
-                              int64_t ldv, float* y, int64_t ldy, float* state, float* scratch) const {
+Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
+                       int64_t ldy, float* state, float* scratch) const {
   const int64_t C = s_.chunk, d = s_.d, m = s_.m, cl = cols();
   if (!s_.causal) {
     ATROUS_RETURN_IF_ERROR(accumulate(k, ldk, v, ldv, s_.lk, state, scratch));
     return read(q, ldq, s_.lq, y, ldy, state, scratch);
   }
   // Causal, chunk by chunk: y_c = ([Qc | tril(Qc Kcᵀ)] [S ; Vc]) / denominators, one
-  // GEMM for the earlier chunks (through S) and this one (through the masked scores);
-  // then S += Kcᵀ Vc. The denominators are q · z plus the masked scores' row sums.
-  float* qa = scratch;           // [C, d + C]: the chunk's queries, then its masked scores
-  float* sv = qa + C * (d + C);  // [d + C, m]: the running S, then the chunk's values
-  float* z = sv + (d + C) * m;   // [d]: Σ k (the state's column m, contiguous)
-  float* inv = z + d;            // [C]: 1 / denominator per row
+  // product for the earlier chunks (through S) and this one (through the masked scores),
+  // with Qc and Vc read in place (small_sgemm_concat); then S += Kcᵀ Vc. The
+  // denominators are q · z plus the masked scores' row sums.
+  float* a = scratch;        // [C, C]: the chunk's masked scores
+  float* sv = a + C * C;     // [d, m]: the running S
+  float* z = sv + d * m;     // [d]: Σ k (the state's column m, contiguous)
+  float* inv = z + d;        // [C]: 1 / denominator per row
   const bool den = s_.denominator;
-  const int64_t ldqa = d + C;
   for (int64_t f = 0; f < d; ++f) {
     std::memcpy(sv + f * m, state + f * cl, static_cast<size_t>(m) * sizeof(float));
     z[f] = den ? state[f * cl + m] : 0.0f;
@@ -408,7 +442,7 @@ Status LinearCore::run_chunks(const float* q, float* q_spare, int64_t ldq, const
     const int64_t c = std::min(C, s_.lq - r0);
     const float* qc = q + r0 * ldq;
     const float* kc = k + r0 * ldk;
-    float* vc = sv + d * m;
+    const float* vc = v + r0 * ldv;
     // The next chunk's rows of v and y: head slices of [tokens, heads × m] tensors, rows
     // 1 KiB or more apart, which the hardware prefetchers do not run ahead along.
     for (int64_t i = r0 + C; i < std::min(r0 + 2 * C, s_.lq); ++i)
@@ -416,27 +450,12 @@ Status LinearCore::run_chunks(const float* q, float* q_spare, int64_t ldq, const
         __builtin_prefetch(v + i * ldv + e, 0, 3);
         __builtin_prefetch(y + i * ldy + e, 1, 3);
       }
-    // [Qc | A]: q's own rows with the scores in their spare columns, or a copy.
-    float* qac = q_spare ? q_spare + r0 * ldq : qa;
-    const int64_t ldqac = q_spare ? ldq : ldqa;
-    for (int64_t i = 0; i < c; ++i) {
-      if (!q_spare) std::memcpy(qa + i * ldqa, qc + i * ldq, static_cast<size_t>(d) * sizeof(float));
-      std::memcpy(vc + i * m, v + (r0 + i) * ldv, static_cast<size_t>(m) * sizeof(float));
-    }
-    ATROUS_RETURN_IF_ERROR(small_sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, qac + d, ldqac));
-    for (int64_t i = 0; i < c; ++i) {
-      float* ai = qac + i * ldqac + d;
-      std::fill(ai + i + 1, ai + c, 0.0f);
-      if (!den) continue;
-      float rs = 0.0f;
-#pragma omp simd reduction(+ : rs)
-      for (int64_t j = 0; j <= i; ++j) rs += ai[j];
-      inv[i] = rs;  // the masked scores' row sum, the denominators' extra term
-    }
+    ATROUS_RETURN_IF_ERROR(small_sgemm(false, true, c, c, d, 1.0f, qc, ldq, kc, ldk, 0.0f, a, C));
+    causal_mask_rows(a, C, c, den ? inv : nullptr);  // the row sums: the denominators' extra term
     if (den) inverse_denominators(qc, ldq, c, z, d, inv, s_.eps, s_.eps_qsum, inv);
-    ATROUS_RETURN_IF_ERROR(
-        small_sgemm(false, false, c, m, d + c, 1.0f, qac, ldqac, sv, m, 0.0f, y + r0 * ldy, ldy, den ? inv : nullptr));
-    ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, c, 1.0f, kc, ldk, vc, m, 1.0f, sv, m));
+    ATROUS_RETURN_IF_ERROR(small_sgemm_concat(c, m, d, qc, ldq, sv, m, c, a, C, vc, ldv, y + r0 * ldy, ldy,
+                                              den ? inv : nullptr));
+    ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, c, 1.0f, kc, ldk, vc, ldv, 1.0f, sv, m));
     if (den) add_column_sums(kc, ldk, c, d, z);
   }
   for (int64_t f = 0; f < d; ++f) {

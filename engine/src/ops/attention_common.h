@@ -12,8 +12,9 @@
 //   j ≤ i (causal) or over all j. Non-causal: S += φKᵀV (accumulate), then φQ·S in row
 //   blocks with 1/denominator applied as each output tile is stored (read). Causal, per
 //   chunk of C tokens: y_c = [φQc | tril(φQc φKcᵀ)] · [S ; Vc], one GEMM for the earlier
-//   chunks (through the running state) and this one (the masked quadratic form), then
-//   S += φKcᵀ Vc. Every product is a small_sgemm (ops/small_gemm.h). The state starts
+//   chunks (through the running state) and this one (the masked quadratic form), with
+//   φQc and Vc read in place (small_sgemm_concat), then S += φKcᵀ Vc. Every product is
+//   a small_sgemm or small_sgemm_concat (ops/small_gemm.h). The state starts
 //   from `state` (a streaming step's input) and ends there (its output).
 //   Limits: the state is f32, so sums over very long sequences lose the
 //   precision of f32 accumulation (as the references do).
@@ -58,10 +59,14 @@ void inverse_denominators(const float* q, int64_t ldq, int64_t n, const float* z
                           float eps_qsum, float* inv);
 // z[f] += Σ_j k[j, f] over n rows of d floats. AVX-512: 64 columns in registers at a time.
 void add_column_sums(const float* k, int64_t ldk, int64_t n, int64_t d, float* z);
+// The causal chunk's scores [c, c] (row stride lda): a[i, j] = 0 for j > i, and
+// sums[i] = Σ_{j ≤ i} a[i, j] (sums may be null). AVX-512: 16 columns at a time.
+void causal_mask_rows(float* a, int64_t lda, int64_t c, float* sums);
 // Their plain-loop paths (taken without AVX-512), for tests.
 void inverse_denominators_scalar(const float* q, int64_t ldq, int64_t n, const float* z, int64_t d, const float* extra,
                                  float eps, float eps_qsum, float* inv);
 void add_column_sums_scalar(const float* k, int64_t ldk, int64_t n, int64_t d, float* z);
+void causal_mask_rows_scalar(float* a, int64_t lda, int64_t c, float* sums);
 
 // ---- linear attention core ---------------------------------------------------------
 struct LinearCoreShape {
@@ -86,20 +91,10 @@ class LinearCore {
   int64_t scratch_floats() const;
 
   // One (batch, head), on the calling thread. q [lq, d] (row stride ldq), k [lk, d],
-  // v [lk, m], y [lq, m]. state: in: the initial state (zeros for a fresh start);
-  // out: the final state. scratch: scratch_floats().
+  // v [lk, m], y [lq, m], each read or written in place. state: in: the initial state
+  // (zeros for a fresh start); out: the final state. scratch: scratch_floats().
   Status run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
-             int64_t ldy, float* state, float* scratch) const {
-    return run_chunks(q, nullptr, ldq, k, ldk, v, ldv, y, ldy, state, scratch);
-  }
-  // The same when q's rows have `chunk` writable floats after their d features
-  // (ldq ≥ d + chunk; else as run()): causal, each chunk's masked scores are written
-  // there, beside its queries, instead of copying the queries to scratch. q's features
-  // are left as they were.
-  Status run_spare(float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y, int64_t ldy,
-                   float* state, float* scratch) const {
-    return run_chunks(q, ldq >= s_.d + s_.chunk ? q : nullptr, ldq, k, ldk, v, ldv, y, ldy, state, scratch);
-  }
+             int64_t ldy, float* state, float* scratch) const;
   // The same math, token by token (the RNN form for causal, two plain passes
   // otherwise), with plain loops: the reference kernels' core. No scratch.
   void run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
@@ -124,9 +119,6 @@ class LinearCore {
   double flops() const;
 
  private:
-  // run(); q_spare: q itself when its rows have room for the scores (run_spare), else null.
-  Status run_chunks(const float* q, float* q_spare, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
-                    float* y, int64_t ldy, float* state, float* scratch) const;
   LinearCoreShape s_;
 };
 

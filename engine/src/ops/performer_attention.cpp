@@ -109,20 +109,17 @@ class PerformerKernel : public ProjectedHeadsKernel {
   // causal chunk, so that the chunks are the same as over the whole sequence).
   static constexpr int64_t kRows = 256;
   // Thread scratch: the core's state and scratch, then
-  //   performer_chunked: one block of φ(Q) [kRows, q_ld()] and one of φ(K) [kRows, F], Σ v [M];
+  //   performer_chunked: one block of φ(Q) [kRows, F] and one of φ(K) [kRows, F], Σ v [M];
   //   performer_ref: φ(Q) [Lq, F] and φ(K) [Lk, F] of the whole sequence.
   int64_t thread_floats() const override {
-    return core_thread_floats(core_) + (ref_ ? (s_.lq + s_.lk) * nf_ : kRows * (q_ld() + nf_) + s_.m);
+    return core_thread_floats(core_) + (ref_ ? (s_.lq + s_.lk) * nf_ : kRows * 2 * nf_ + s_.m);
   }
-  // Row stride of the chunked kernel's φ(Q) block: causal, one chunk of spare columns per
-  // row, where the core writes the chunk's scores (LinearCore::run_spare).
-  int64_t q_ld() const { return nf_ + (core_.shape().causal ? core_.shape().chunk : 0); }
   Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
               float* st) const override {
     const int64_t F = nf_;
     const float* w = input_or_null(b, kProjection);
     float* qf = st + core_thread_floats(core_);
-    float* kf = qf + (ref_ ? s_.lq * F : kRows * q_ld());
+    float* kf = qf + (ref_ ? s_.lq * F : kRows * F);
     const int64_t bh = bi * s_.heads + h;
     if (!ref_) return core_.shape().causal ? head_causal(b, bh, q, k, v, o, w, st, qf, kf) : head_noncausal(q, k, v, o, w, st, qf, kf);
     features_ref(q, s_.lq, w, true, qf);
@@ -204,10 +201,10 @@ class PerformerKernel : public ProjectedHeadsKernel {
     for (int64_t r0 = 0; r0 < L; r0 += kRows) {
       const int64_t nb = std::min(kRows, L - r0);
       const float* kb = k + r0 * ld;
-      ATROUS_RETURN_IF_ERROR(query_block(q + r0 * ld, nb, w, qf, q_ld()));
+      ATROUS_RETURN_IF_ERROR(query_block(q + r0 * ld, nb, w, qf, F));
       ATROUS_RETURN_IF_ERROR(projected(kb, nb, w, kf));
       for (int64_t i = 0; i < nb; ++i) finish_row(kb + i * ld, kf + i * F, per_token_ ? row_max(kf + i * F, F) : head_max, true);
-      ATROUS_RETURN_IF_ERROR(core_.with_rows(nb, nb).run_spare(qf, q_ld(), kf, F, v + r0 * ldv, ldv, o + r0 * ldv, ldv, st, scratch));
+      ATROUS_RETURN_IF_ERROR(core_.with_rows(nb, nb).run(qf, F, kf, F, v + r0 * ldv, ldv, o + r0 * ldv, ldv, st, scratch));
     }
     head_state_out(b, core_, bh, kStateZ, st);
     return Status::Ok();

@@ -16,6 +16,7 @@ constexpr int kNV = 4;        // 16-float vectors across a C tile
 constexpr int64_t kNB = kNV * 16;
 constexpr int64_t kKC = 64;   // K block: the B panel of one block is kKC × kNB floats (16 KiB)
 constexpr int64_t kMaxPackedRows = 128;  // op(A) = Aᵀ panels up to kKC × 128 floats (32 KiB)
+constexpr int64_t kMaxInPlaceK = 32;     // spread A and B panels of up to 32 rows are read in place
 
 // Software prefetch (into L2) of the cache lines holding floats [p, p + n).
 void prefetch_row(const float* p, int64_t n) {
@@ -36,20 +37,20 @@ struct TileArgs {
   __mmask16 last;  // lanes of the tile's last vector that are columns of C
   float alpha, beta;
   bool read_c;     // add beta · C (false: C is written, never read)
+  // A second K segment added into the same accumulators (small_sgemm_concat): op(A2)
+  // and op(B2) at k 0 of their block, kc2 steps (0: none).
+  const float* a2 = nullptr;
+  int64_t lda2 = 0;
+  const float* b2 = nullptr;
+  int64_t ldb2 = 0;
+  int64_t kc2 = 0;
 };
 
-// One MR × NV·16 tile of C over one K block.
+// acc += op(A)[tile rows, k 0..kc) · B[k 0..kc, tile columns].
 template <int MR, int NV, bool TA>
-__attribute__((target("avx512f"))) void tile(const TileArgs& t) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  const float* a = t.a;
-  const float* b = t.b;
-  const int64_t lda = t.lda, ldb = t.ldb, kc = t.kc;
-  const __mmask16 last = t.last;
+__attribute__((target("avx512f"), always_inline)) inline void walk_k(__m512 (&acc)[MR][NV], const float* a, int64_t lda,
+                                                                     const float* b, int64_t ldb, int64_t kc,
+                                                                     __mmask16 last) {
   for (int64_t p = 0; p < kc; ++p, b += ldb) {
     __m512 bv[NV];
 #pragma GCC unroll 4
@@ -62,6 +63,18 @@ __attribute__((target("avx512f"))) void tile(const TileArgs& t) {
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
   }
+}
+
+// One MR × NV·16 tile of C over one K block.
+template <int MR, int NV, bool TA>
+__attribute__((target("avx512f"))) void tile(const TileArgs& t) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  walk_k<MR, NV, TA>(acc, t.a, t.lda, t.b, t.ldb, t.kc, t.last);
+  if (t.kc2 > 0) walk_k<MR, NV, TA>(acc, t.a2, t.lda2, t.b2, t.ldb2, t.kc2, t.last);
   const __m512 beta = _mm512_set1_ps(t.beta);
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
@@ -69,7 +82,7 @@ __attribute__((target("avx512f"))) void tile(const TileArgs& t) {
     const __m512 alpha = _mm512_set1_ps(t.row_scale ? t.alpha * t.row_scale[r] : t.alpha);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v + 1 < NV ? static_cast<__mmask16>(0xFFFF) : last;
+      const __mmask16 m = v + 1 < NV ? static_cast<__mmask16>(0xFFFF) : t.last;
       __m512 x = _mm512_mul_ps(alpha, acc[r][v]);
       if (t.read_c) x = _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(m, c + 16 * v), x);
       _mm512_mask_storeu_ps(c + 16 * v, m, x);
@@ -101,9 +114,19 @@ TileFn tile_fn(int mr, int nv) {
 // Head slices of a [tokens, heads × dim] tensor are rows 2 KiB or more apart;
 // read in place, every row of a panel falls into the same few L1 sets and the
 // panel is evicted while the tiles pass over it. Packed, it stays.
-void pack(const float* X, int64_t ldx, bool transposed, int64_t k0, int64_t kc, int64_t j0, int64_t w, float* dst) {
+// Rows are copied with vector moves: a few hundred bytes each, which memcpy's inlined
+// `rep movsq` took several times longer over (5 % of the causal linear core).
+__attribute__((target("avx512f"))) void pack(const float* X, int64_t ldx, bool transposed, int64_t k0, int64_t kc,
+                                             int64_t j0, int64_t w, float* dst) {
   if (transposed) return transpose_panel(X + j0 * ldx + k0, ldx, w, kc, dst, w, false);  // dst[p, j] = X[j0 + j, k0 + p]
-  for (int64_t p = 0; p < kc; ++p) std::memcpy(dst + p * w, X + (k0 + p) * ldx + j0, static_cast<size_t>(w) * sizeof(float));
+  const __mmask16 tail = static_cast<__mmask16>((1u << (w % 16)) - 1u);
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* src = X + (k0 + p) * ldx + j0;
+    float* out = dst + p * w;
+    int64_t j = 0;
+    for (; j + 16 <= w; j += 16) _mm512_storeu_ps(out + j, _mm512_loadu_ps(src + j));
+    if (j < w) _mm512_mask_storeu_ps(out + j, tail, _mm512_maskz_loadu_ps(tail, src + j));
+  }
 }
 
 template <bool TA>
@@ -114,10 +137,13 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
   // op(A) = Aᵀ is read along rows of A, kc of them per block, several tiles apart:
   // packed when the block fits (M ≤ kMaxPackedRows). Otherwise A is read along its
   // own rows (six streams), which the prefetchers follow.
-  const bool pack_a = TA && M <= kMaxPackedRows && lda > 2 * M;
   // The B panel is reused by every row tile: packed when it is spread out and there
   // is more than one tile.
-  const bool pack_b = trans_b || (M > kMR && ldb > 2 * std::min(N, kNB));
+  // Neither is packed when K ≤ kMaxInPlaceK: so few rows stay in L1 where they are (the
+  // causal linear core's S += φKcᵀ Vc over a 32-token chunk: 1.09× faster in place).
+  const bool in_place = K <= kMaxInPlaceK;
+  const bool pack_a = TA && M <= kMaxPackedRows && lda > 2 * M && !in_place;
+  const bool pack_b = trans_b || (M > kMR && ldb > 2 * std::min(N, kNB) && !in_place);
   // The next K block's rows (of A when op(A) = Aᵀ, of B when op(B) = B) are prefetched a
   // few per tile when spread out: rows of head slices are too far apart for the hardware
   // prefetchers to run ahead of the kernel (dense rows they follow).
@@ -171,6 +197,61 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
   }
 }
 
+// small_sgemm_concat: C = row_scale ⊙ ([A1 | A2] [B1 ; B2]), A and B not transposed and
+// read in place. Segment 1 goes in K blocks of kKC; its last block takes segment 2 into
+// the same accumulators when the two fit 2 · kKC rows of B (the causal linear core's
+// [Qc | A] [S ; Vc] with d ≤ 64: one pass, C stored once); otherwise segment 2 follows in
+// blocks of its own.
+void run_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1, const float* B1, int64_t ldb1, int64_t K2,
+                const float* A2, int64_t lda2, const float* B2, int64_t ldb2, float* C, int64_t ldc, const float* row_scale) {
+  bool first = true;
+  // One K block: kc steps from (a, b), then kc2 of segment 2 from (a2, b2).
+  auto block = [&](const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kc, const float* a2, const float* b2,
+                   int64_t kc2) {
+    for (int64_t n0 = 0; n0 < N; n0 += kNB) {
+      const int64_t nb = std::min(kNB, N - n0);
+      const int nv = static_cast<int>((nb + 15) / 16);
+      const int rem = static_cast<int>(nb - 16 * (nv - 1));
+      TileArgs t;
+      t.kc = kc;
+      t.lda = lda;
+      t.b = b + n0;
+      t.ldb = ldb;
+      t.kc2 = kc2;
+      t.lda2 = lda2;
+      t.b2 = b2 ? b2 + n0 : nullptr;
+      t.ldb2 = ldb2;
+      t.last = static_cast<__mmask16>((1u << rem) - 1u);
+      t.alpha = 1.0f;
+      t.beta = first ? 0.0f : 1.0f;
+      t.read_c = !first;
+      t.ldc = ldc;
+      const int64_t row_tiles = (M + kMR - 1) / kMR;
+      int64_t i0 = 0;
+      for (int64_t ti = 0; ti < row_tiles; ++ti) {
+        const int64_t left = row_tiles - ti;
+        const int mr = static_cast<int>((M - i0 + left - 1) / left);
+        t.a = a + i0 * lda;
+        t.a2 = a2 ? a2 + i0 * lda2 : nullptr;
+        t.c = C + i0 * ldc + n0;
+        t.row_scale = row_scale ? row_scale + i0 : nullptr;
+        tile_fn<false>(mr, nv)(t);
+        i0 += mr;
+      }
+    }
+    first = false;
+  };
+  bool joined = false;
+  for (int64_t k0 = 0; k0 < K1; k0 += kKC) {
+    const int64_t kc = std::min(kKC, K1 - k0);
+    joined = k0 + kc == K1 && K2 > 0 && kc + K2 <= 2 * kKC;
+    block(A1 + k0, lda1, B1 + k0 * ldb1, ldb1, kc, joined ? A2 : nullptr, joined ? B2 : nullptr, joined ? K2 : 0);
+  }
+  if (!joined)
+    for (int64_t k0 = 0; k0 < K2; k0 += kKC)
+      block(A2 + k0, lda2, B2 + k0 * ldb2, ldb2, std::min(kKC, K2 - k0), nullptr, nullptr, 0);
+}
+
 // C = beta · C when K = 0 (no product to add).
 void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   for (int64_t i = 0; i < M; ++i)
@@ -190,6 +271,37 @@ void small_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
   if (trans_a) run_blocks<true>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
   else run_blocks<false>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+}
+
+void small_sgemm_concat_avx512(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1, const float* B1,
+                               int64_t ldb1, int64_t K2, const float* A2, int64_t lda2, const float* B2, int64_t ldb2,
+                               float* C, int64_t ldc, const float* row_scale) {
+  if (M <= 0 || N <= 0) return;
+  if (K1 + K2 <= 0) return scale_c(M, N, 0.0f, C, ldc);
+  run_concat(M, N, K1, A1, lda1, B1, ldb1, K2, A2, lda2, B2, ldb2, C, ldc, row_scale);
+}
+
+Status small_sgemm_concat_fallback(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1, const float* B1,
+                                   int64_t ldb1, int64_t K2, const float* A2, int64_t lda2, const float* B2, int64_t ldb2,
+                                   float* C, int64_t ldc, const float* row_scale) {
+  if (M <= 0 || N <= 0) return Status::Ok();
+  if (K1 > 0) ATROUS_RETURN_IF_ERROR(sgemm(false, false, M, N, K1, 1.0f, A1, lda1, B1, ldb1, 0.0f, C, ldc));
+  else scale_c(M, N, 0.0f, C, ldc);
+  if (K2 > 0) ATROUS_RETURN_IF_ERROR(sgemm(false, false, M, N, K2, 1.0f, A2, lda2, B2, ldb2, 1.0f, C, ldc));
+  if (row_scale)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] *= row_scale[i];
+  return Status::Ok();
+}
+
+Status small_sgemm_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1, const float* B1, int64_t ldb1,
+                          int64_t K2, const float* A2, int64_t lda2, const float* B2, int64_t ldb2, float* C, int64_t ldc,
+                          const float* row_scale) {
+  if (small_sgemm_avx512_available()) {
+    small_sgemm_concat_avx512(M, N, K1, A1, lda1, B1, ldb1, K2, A2, lda2, B2, ldb2, C, ldc, row_scale);
+    return Status::Ok();
+  }
+  return small_sgemm_concat_fallback(M, N, K1, A1, lda1, B1, ldb1, K2, A2, lda2, B2, ldb2, C, ldc, row_scale);
 }
 
 Status small_sgemm_fallback(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
