@@ -131,6 +131,15 @@ class Conv2dSpatial : public Kernel {
                   t.ch_stride = g.h * g.w;
                   t.row_stride = g.dh * g.w;
                 }
+                // Read in place: the input row the next output row reads and this one does
+                // not (its last kernel row), prefetched into L1 while this row's tiles run
+                // (k×1 kernels 3-4 % faster; the copies, in L2, gained nothing from it).
+                const int64_t next = top + 1 + (g.kh - 1) * g.dh;
+                if (!row_copy_ && !tile_copy && oh + 1 < oh1 && next >= 0 && next < g.h) {
+                  const float* p = image + c1 * g.h * g.w + next * g.w + left;
+                  for (int64_t c = 0; c < t.channels; ++c)
+                    for (int j = 0; j < nv; ++j) _mm_prefetch(reinterpret_cast<const char*>(p + c * g.h * g.w + 16 * j), _MM_HINT_T0);
+                }
                 for (const Block& blk : blocks_) {
                   t.wp = packed_ + blk.o0 * g.c * g.kh * g.kw + c1 * g.kh * g.kw * blk.size;
                   t.bias = bias_ ? bias_ + blk.o0 : nullptr;
