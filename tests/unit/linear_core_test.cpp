@@ -5,7 +5,7 @@
 // - causal_mask_rows, both paths, against a plain loop;
 // - LinearCore::run, causal (q, k, v and y read and written in place at their own
 //   strides, NaN between rows), against run_ref (the RNN form), with Performer's shape
-//   (266 features, 64 values, chunks of 32), the fused kernels' (64 × 64), chunks that
+//   (266 features, 64 values, chunks of 32 and 16), the fused kernels' (64 × 64), chunks that
 //   do and do not fit one pass of small_sgemm_concat, and a tail chunk.
 #include <catch2/catch.hpp>
 
@@ -138,7 +138,7 @@ TEST_CASE("LinearCore::run (causal) reads strided rows in place and equals the R
     int64_t d, chunk;
   };
   // (64, 96): the chunk's scores do not join the last K block of q (one extra pass).
-  for (Shape sh : {Shape{266, 32}, Shape{64, 32}, Shape{20, 32}, Shape{64, 96}, Shape{100, 16}})
+  for (Shape sh : {Shape{266, 32}, Shape{266, 16}, Shape{64, 32}, Shape{64, 16}, Shape{20, 32}, Shape{64, 96}, Shape{100, 16}})
     for (int64_t rows : {1, 31, 100})
       for (bool den : {true, false}) {
         LinearCoreShape s;

@@ -312,7 +312,7 @@ void gemm_parts(const Options& o, int64_t n) {
     cs.lq = cs.lk = n;
     cs.d = cs.m = kHeadDim;
     cs.causal = causal;
-    cs.chunk = 32;  // as linear_attention_chunked and norm_attention_gemm
+    cs.chunk = attn::kCausalChunk;  // as linear_attention_chunked and norm_attention_gemm
     attn::LinearCore core(cs);
     Floats q = randn_aligned(static_cast<size_t>(n * kDim), 0.5f, 3);
     for (float& e : q) e = std::fabs(e);
@@ -440,7 +440,7 @@ void litemla_parts(const Options& o, int64_t n) {
 // PerformerAttention's matrix-shaped parts at n tokens (266 features, 8 heads × 64), with
 // the calls performer_chunked makes per (head, block of 256 rows): the feature GEMM
 // dd = x Wᵀ [256 × 64]·[64 × 266]ᵀ (sgemm), then the core on the features: non-causal
-// accumulate + read (small_sgemm), causal the chunked run() (chunk 32). Each thread
+// accumulate + read (small_sgemm), causal the chunked run() (attn::kCausalChunk). Each thread
 // works on its own heads, as in the node; inputs are fixed blocks (no exp, no max).
 void performer_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
@@ -468,14 +468,14 @@ void performer_parts(const Options& o, int64_t n) {
     cs.d = F;
     cs.m = kHeadDim;
     cs.causal = causal;
-    cs.chunk = 32;  // as performer_chunked
+    cs.chunk = attn::kCausalChunk;  // as performer_chunked
     cs.eps = 1e-6f;
     attn::LinearCore core(cs);
     const int64_t per_thread = core.state_floats() + core.scratch_floats();
     Floats st(static_cast<size_t>(o.threads * per_thread));
     double flops = 0;
     for (int64_t r0 = 0; r0 < n; r0 += rows) flops += kHeads * core.with_rows(std::min(rows, n - r0), std::min(rows, n - r0)).flops();
-    row(causal ? "core causal (chunk 32), d 266, m 64" : "core accumulate + read, d 266, m 64", flops, median_of_5([&] {
+    row(causal ? "core causal (chunked), d 266, m 64" : "core accumulate + read, d 266, m 64", flops, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
           for (int64_t h = 0; h < kHeads; ++h) {
             float* s = st.data() + omp_get_thread_num() * per_thread;

@@ -69,6 +69,10 @@ void add_column_sums_scalar(const float* k, int64_t ldk, int64_t n, int64_t d, f
 void causal_mask_rows_scalar(float* a, int64_t lda, int64_t c, float* sums);
 
 // ---- linear attention core ---------------------------------------------------------
+// The causal chunk of the projected linear-attention kernels (LinearAttention,
+// NormAttention's linear form, PerformerAttention): 16 measured fastest of 8-64 with
+// the chunk's operands read in place (docs/performance.md).
+constexpr int64_t kCausalChunk = 16;
 struct LinearCoreShape {
   int64_t lq = 1, lk = 1;  // query / key lengths (equal when causal)
   int64_t d = 1;           // feature dim of φq, φk

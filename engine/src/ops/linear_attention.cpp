@@ -73,7 +73,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
     cs.causal = a.causal;
     cs.denominator = true;
     cs.eps = a.eps;
-    cs.chunk = 32;
+    cs.chunk = kCausalChunk;
     core_ = LinearCore(cs);
     if (mode == Mode::kFused) fused_status_ = enable_fused(ctx, core_, kStateKv, kStateZ);
     request_scratch(ctx);

@@ -94,7 +94,7 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     cs.m = s_.m;
     cs.causal = a_.causal;
     cs.denominator = false;
-    cs.chunk = 32;
+    cs.chunk = kCausalChunk;
     core_ = LinearCore(cs);
     if (mode == Mode::kFused)
       fused_status_ = a_.block_size > 0 ? KernelContext::decline("block_size > 0 (the local form has no running state)")

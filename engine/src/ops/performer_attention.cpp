@@ -95,7 +95,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
     cs.causal = a.causal;
     cs.denominator = true;
     cs.eps_qsum = a.causal ? a.causal_eps : 0.0f;
-    cs.chunk = 32;
+    cs.chunk = kCausalChunk;
     core_ = LinearCore(cs);
     request_scratch(ctx);
   }
