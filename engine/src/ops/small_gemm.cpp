@@ -129,6 +129,32 @@ __attribute__((target("avx512f"))) void pack(const float* X, int64_t ldx, bool t
   }
 }
 
+// The vectors and the last vector's lanes of the column block [n0, n0 + min(kNB, N − n0)).
+struct Columns {
+  int64_t nb;
+  int nv;
+  __mmask16 last;
+};
+Columns columns(int64_t N, int64_t n0) {
+  const int64_t nb = std::min(kNB, N - n0);
+  const int nv = static_cast<int>((nb + 15) / 16);
+  const int rem = static_cast<int>(nb - 16 * (nv - 1));
+  return {nb, nv, static_cast<__mmask16>((1u << rem) - 1u)};
+}
+
+// f(i0, mr) for ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5,
+// not 6 × 5 + 2): a 1- or 2-row tile runs at well under half the rate of a 6-row one.
+template <class F>
+void for_row_tiles(int64_t M, F&& f) {
+  const int64_t row_tiles = (M + kMR - 1) / kMR;
+  for (int64_t ti = 0, i0 = 0; ti < row_tiles; ++ti) {
+    const int64_t left = row_tiles - ti;
+    const int mr = static_cast<int>((M - i0 + left - 1) / left);
+    f(i0, mr);
+    i0 += mr;
+  }
+}
+
 template <bool TA>
 void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
                 int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
@@ -156,12 +182,10 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
     const int64_t tiles = ((M + kMR - 1) / kMR) * ((N + kNB - 1) / kNB);
     const int64_t ahead_per_tile = (ahead_end - ahead + tiles - 1) / tiles;
     for (int64_t n0 = 0; n0 < N; n0 += kNB) {
-      const int64_t nb = std::min(kNB, N - n0);
-      const int nv = static_cast<int>((nb + 15) / 16);
-      const int rem = static_cast<int>(nb - 16 * (nv - 1));
+      const auto [nb, nv, last] = columns(N, n0);
       TileArgs t;
       t.kc = kc;
-      t.last = static_cast<__mmask16>((1u << rem) - 1u);
+      t.last = last;
       t.alpha = alpha;
       t.beta = k0 == 0 ? beta : 1.0f;
       t.read_c = t.beta != 0.0f;
@@ -176,23 +200,16 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
         t.ldb = ldb;
       }
       const TileFn full = tile_fn<TA>(kMR, nv);
-      // ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5, not
-      // 6 × 5 + 2): a 1- or 2-row tile runs at well under half the rate of a 6-row one.
-      const int64_t row_tiles = (M + kMR - 1) / kMR;
-      int64_t i0 = 0;
-      for (int64_t ti = 0; ti < row_tiles; ++ti) {
+      for_row_tiles(M, [&](int64_t i0, int mr) {
         for (int64_t e = 0; e < ahead_per_tile && ahead < ahead_end; ++e, ++ahead) {
           if (ahead_a) prefetch_row(A + ahead * lda, M);
           if (ahead_b) prefetch_row(B + ahead * ldb, N);
         }
-        const int64_t left = row_tiles - ti;
-        const int mr = static_cast<int>((M - i0 + left - 1) / left);
         t.a = pack_a ? a_panel + i0 : TA ? A + k0 * lda + i0 : A + i0 * lda + k0;
         t.c = C + i0 * ldc + n0;
         t.row_scale = row_scale ? row_scale + i0 : nullptr;
         (mr == kMR ? full : tile_fn<TA>(mr, nv))(t);
-        i0 += mr;
-      }
+      });
     }
   }
 }
@@ -209,9 +226,7 @@ void run_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1,
   auto block = [&](const float* a, int64_t lda, const float* b, int64_t ldb, int64_t kc, const float* a2, const float* b2,
                    int64_t kc2) {
     for (int64_t n0 = 0; n0 < N; n0 += kNB) {
-      const int64_t nb = std::min(kNB, N - n0);
-      const int nv = static_cast<int>((nb + 15) / 16);
-      const int rem = static_cast<int>(nb - 16 * (nv - 1));
+      const Columns cols = columns(N, n0);
       TileArgs t;
       t.kc = kc;
       t.lda = lda;
@@ -221,23 +236,18 @@ void run_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1,
       t.lda2 = lda2;
       t.b2 = b2 ? b2 + n0 : nullptr;
       t.ldb2 = ldb2;
-      t.last = static_cast<__mmask16>((1u << rem) - 1u);
+      t.last = cols.last;
       t.alpha = 1.0f;
       t.beta = first ? 0.0f : 1.0f;
       t.read_c = !first;
       t.ldc = ldc;
-      const int64_t row_tiles = (M + kMR - 1) / kMR;
-      int64_t i0 = 0;
-      for (int64_t ti = 0; ti < row_tiles; ++ti) {
-        const int64_t left = row_tiles - ti;
-        const int mr = static_cast<int>((M - i0 + left - 1) / left);
+      for_row_tiles(M, [&](int64_t i0, int mr) {
         t.a = a + i0 * lda;
         t.a2 = a2 ? a2 + i0 * lda2 : nullptr;
         t.c = C + i0 * ldc + n0;
         t.row_scale = row_scale ? row_scale + i0 : nullptr;
-        tile_fn<false>(mr, nv)(t);
-        i0 += mr;
-      }
+        tile_fn<false>(mr, cols.nv)(t);
+      });
     }
     first = false;
   };
