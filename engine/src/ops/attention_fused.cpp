@@ -16,6 +16,7 @@ namespace atrous::attn {
 
 struct ProjectedHeadsKernel::Fused {
   static constexpr int64_t kRows = 256;  // tokens per block (a multiple of the causal chunk)
+  static_assert(kRows % kCausalChunk == 0, "blocks must hold whole causal chunks");
   LinearCore core{LinearCoreShape{}};
   int kv_input = -1, z_input = -1;
   // Query blocks per output-projection interval (one barrier each). 1, 4 and 16 measured

@@ -108,6 +108,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
   // Blocks of query and key rows whose features are computed at once (a multiple of the
   // causal chunk, so that the chunks are the same as over the whole sequence).
   static constexpr int64_t kRows = 256;
+  static_assert(kRows % kCausalChunk == 0, "blocks must hold whole causal chunks");
   // Thread scratch: the core's state and scratch, then
   //   performer_chunked: one block of φ(Q) [kRows, F] and one of φ(K) [kRows, F], Σ v [M];
   //   performer_ref: φ(Q) [Lq, F] and φ(K) [Lk, F] of the whole sequence.
