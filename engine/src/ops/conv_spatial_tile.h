@@ -119,13 +119,12 @@ inline __attribute__((target("avx512f"))) void copy_band(const Geometry& g, cons
   const int64_t lo = std::max<int64_t>(left, 0), hi = std::min<int64_t>(left + cols, g.w);
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t pr = top + r;
-      if (c + 1 < channels && pr >= 0 && pr < g.h && hi > lo) {
-        const float* next = x + ((c + 1) * g.h + pr) * g.w;
+      const int64_t ir = top + r;
+      if (c + 1 < channels && ir >= 0 && ir < g.h && hi > lo) {
+        const float* next = x + ((c + 1) * g.h + ir) * g.w;
         for (int64_t col = lo & ~int64_t{15}; col < hi; col += 16) _mm_prefetch(reinterpret_cast<const char*>(next + col), _MM_HINT_T0);
       }
       float* d = buf + (c * rows + r) * width;
-      const int64_t ir = top + r;
       if (ir < 0 || ir >= g.h) {
         std::fill(d, d + cols, 0.0f);
         continue;
