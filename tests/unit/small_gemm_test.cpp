@@ -94,7 +94,7 @@ std::vector<Case> cases() {
   int i = 0;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (int64_t M : {1, 5, 6, 7, 13, 32, 64})
+      for (int64_t M : {1, 5, 6, 7, 13, 16, 32, 64})
         for (int64_t N : {1, 15, 16, 17, 64, 65, 100, 130})
           for (int64_t K : {1, 7, 32, 33, 128, 129, 300}) {
             const auto& s = ab[i++ % 3];

@@ -402,9 +402,9 @@ const char* vector_isa() {
 
 // ---- linear attention core ---------------------------------------------------------
 int64_t LinearCore::scratch_floats() const {
-  const int64_t c = s_.chunk, d = s_.d, m = s_.m;
-  // non-causal: read()'s; causal: the masked scores [c, c], S [d, m], z [d], 1 / denominators [c]
-  return std::max(read_scratch_floats(), c * c + d * m + d + c);
+  const int64_t c = s_.chunk;
+  // non-causal: read()'s; causal: the masked scores [c, c], 1 / denominators [c]
+  return std::max(read_scratch_floats(), c * c + c);
 }
 
 double LinearCore::flops() const {
@@ -420,9 +420,9 @@ double LinearCore::flops() const {
 
 Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
                        int64_t ldy, float* state, float* scratch) const {
-  const int64_t C = s_.chunk, d = s_.d, m = s_.m, cl = cols();
+  const int64_t C = s_.chunk, d = s_.d, m = s_.m;
   if (!s_.causal) {
-    ATROUS_RETURN_IF_ERROR(accumulate(k, ldk, v, ldv, s_.lk, state, scratch));
+    ATROUS_RETURN_IF_ERROR(accumulate(k, ldk, v, ldv, s_.lk, state));
     return read(q, ldq, s_.lq, y, ldy, state, scratch);
   }
   // Causal, chunk by chunk: y_c = ([Qc | tril(Qc Kcᵀ)] [S ; Vc]) / denominators, one
@@ -430,14 +430,10 @@ Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk,
   // with Qc and Vc read in place (small_sgemm_concat); then S += Kcᵀ Vc. The
   // denominators are q · z plus the masked scores' row sums.
   float* a = scratch;        // [C, C]: the chunk's masked scores
-  float* sv = a + C * C;     // [d, m]: the running S
-  float* z = sv + d * m;     // [d]: Σ k (the state's column m, contiguous)
-  float* inv = z + d;        // [C]: 1 / denominator per row
+  float* inv = a + C * C;    // [C]: 1 / denominator per row
+  float* sv = state;         // [d, m]: the running S, updated in place
+  float* z = state + d * m;  // [d]: Σ k (with a denominator)
   const bool den = s_.denominator;
-  for (int64_t f = 0; f < d; ++f) {
-    std::memcpy(sv + f * m, state + f * cl, static_cast<size_t>(m) * sizeof(float));
-    z[f] = den ? state[f * cl + m] : 0.0f;
-  }
   for (int64_t r0 = 0; r0 < s_.lq; r0 += C) {
     const int64_t c = std::min(C, s_.lq - r0);
     const float* qc = q + r0 * ldq;
@@ -458,38 +454,28 @@ Status LinearCore::run(const float* q, int64_t ldq, const float* k, int64_t ldk,
     ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, c, 1.0f, kc, ldk, vc, ldv, 1.0f, sv, m));
     if (den) add_column_sums(kc, ldk, c, d, z);
   }
-  for (int64_t f = 0; f < d; ++f) {
-    std::memcpy(state + f * cl, sv + f * m, static_cast<size_t>(m) * sizeof(float));
-    if (den) state[f * cl + m] = z[f];
-  }
   return Status::Ok();
 }
 
-Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
-                              float* scratch) const {
-  const int64_t d = s_.d, m = s_.m, cl = cols();
-  ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, rows, 1.0f, k, ldk, v, ldv, 1.0f, state, cl));
-  if (!s_.denominator) return Status::Ok();
-  float* z = scratch;  // Σ rows of k, contiguous; then added to the state's strided column m
-  std::fill(z, z + d, 0.0f);
-  add_column_sums(k, ldk, rows, d, z);
-  for (int64_t f = 0; f < d; ++f) state[f * cl + m] += z[f];
+Status LinearCore::accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows,
+                              float* state) const {
+  const int64_t d = s_.d, m = s_.m;
+  ATROUS_RETURN_IF_ERROR(small_sgemm(true, false, d, m, rows, 1.0f, k, ldk, v, ldv, 1.0f, state, m));
+  if (s_.denominator) add_column_sums(k, ldk, rows, d, state + d * m);
   return Status::Ok();
 }
 
 Status LinearCore::read(const float* q, int64_t ldq, int64_t rows, float* y, int64_t ldy, const float* state,
                         float* scratch) const {
-  const int64_t d = s_.d, m = s_.m, cl = cols();
-  float* z = scratch;
-  float* inv = z + d;
-  if (s_.denominator)
-    for (int64_t f = 0; f < d; ++f) z[f] = state[f * cl + m];
+  const int64_t d = s_.d, m = s_.m;
+  const float* z = state + d * m;
+  float* inv = scratch;
   for (int64_t r0 = 0; r0 < rows; r0 += kReadBlock) {
     const int64_t n = std::min(kReadBlock, rows - r0);
     const float* qb = q + r0 * ldq;
     if (s_.denominator)
       inverse_denominators(qb, ldq, n, z, d, nullptr, s_.eps, s_.eps_qsum, inv);
-    ATROUS_RETURN_IF_ERROR(small_sgemm(false, false, n, m, d, 1.0f, qb, ldq, state, cl, 0.0f, y + r0 * ldy, ldy,
+    ATROUS_RETURN_IF_ERROR(small_sgemm(false, false, n, m, d, 1.0f, qb, ldq, state, m, 0.0f, y + r0 * ldy, ldy,
                                        s_.denominator ? inv : nullptr));
   }
   return Status::Ok();
@@ -497,12 +483,13 @@ Status LinearCore::read(const float* q, int64_t ldq, int64_t rows, float* y, int
 
 void LinearCore::run_ref(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* y,
                          int64_t ldy, float* state) const {
-  const int64_t d = s_.d, m = s_.m, cl = cols();
+  const int64_t d = s_.d, m = s_.m;
+  float* z = state + d * m;
   auto add_key = [&](int64_t j) {
     for (int64_t f = 0; f < d; ++f) {
       const float kf = k[j * ldk + f];
-      for (int64_t e = 0; e < m; ++e) state[f * cl + e] += kf * v[j * ldv + e];
-      if (s_.denominator) state[f * cl + m] += kf;
+      for (int64_t e = 0; e < m; ++e) state[f * m + e] += kf * v[j * ldv + e];
+      if (s_.denominator) z[f] += kf;
     }
   };
   auto read = [&](int64_t i) {
@@ -510,13 +497,13 @@ void LinearCore::run_ref(const float* q, int64_t ldq, const float* k, int64_t ld
     float* yi = y + i * ldy;
     for (int64_t e = 0; e < m; ++e) {
       float acc = 0.0f;
-      for (int64_t f = 0; f < d; ++f) acc += qi[f] * state[f * cl + e];
+      for (int64_t f = 0; f < d; ++f) acc += qi[f] * state[f * m + e];
       yi[e] = acc;
     }
     if (!s_.denominator) return;
     float den = 0.0f, qs = 0.0f;
     for (int64_t f = 0; f < d; ++f) {
-      den += qi[f] * state[f * cl + m];
+      den += qi[f] * z[f];
       qs += qi[f];
     }
     den += s_.eps + s_.eps_qsum * qs;
@@ -534,20 +521,16 @@ void LinearCore::run_ref(const float* q, int64_t ldq, const float* k, int64_t ld
 }
 
 void state_in(const float* kv, const float* z, int64_t d, int64_t m, bool with_z, float* state) {
-  const int64_t cl = m + (with_z ? 1 : 0);
-  for (int64_t f = 0; f < d; ++f) {
-    if (kv) std::memcpy(state + f * cl, kv + f * m, static_cast<size_t>(m) * sizeof(float));
-    else std::fill(state + f * cl, state + f * cl + m, 0.0f);
-    if (with_z) state[f * cl + m] = z ? z[f] : 0.0f;
-  }
+  if (kv) std::memcpy(state, kv, static_cast<size_t>(d * m) * sizeof(float));
+  else std::fill(state, state + d * m, 0.0f);
+  if (!with_z) return;
+  if (z) std::memcpy(state + d * m, z, static_cast<size_t>(d) * sizeof(float));
+  else std::fill(state + d * m, state + d * m + d, 0.0f);
 }
 
 void state_out(const float* state, int64_t d, int64_t m, bool with_z, float* kv, float* z) {
-  const int64_t cl = m + (with_z ? 1 : 0);
-  for (int64_t f = 0; f < d; ++f) {
-    if (kv) std::memcpy(kv + f * m, state + f * cl, static_cast<size_t>(m) * sizeof(float));
-    if (with_z && z) z[f] = state[f * cl + m];
-  }
+  if (kv) std::memcpy(kv, state, static_cast<size_t>(d * m) * sizeof(float));
+  if (with_z && z) std::memcpy(z, state + d * m, static_cast<size_t>(d) * sizeof(float));
 }
 
 // ---- shared node layout ---------------------------------------------------------------

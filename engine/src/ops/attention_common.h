@@ -89,7 +89,8 @@ class LinearCore {
   explicit LinearCore(const LinearCoreShape& s) : s_(s) {}
   const LinearCoreShape& shape() const { return s_; }
   int64_t cols() const { return s_.m + (s_.denominator ? 1 : 0); }
-  // State of one (batch, head): [d, cols()], row f = (Σ φk_f v, Σ φk_f).
+  // State of one (batch, head): S = Σ φk vᵀ [d, m] (row-major), then, with a
+  // denominator, z = Σ φk [d].
   int64_t state_floats() const { return s_.d * cols(); }
   // Scratch one call of run() needs (floats), besides the state.
   int64_t scratch_floats() const;
@@ -106,11 +107,10 @@ class LinearCore {
   // The non-causal form in pieces, for kernels that produce keys and queries a block
   // of rows at a time (the fused kernels): accumulate() adds `rows` keys and values
   // to the state (S += φKᵀV, z += Σ φk); read() computes `rows` outputs from it.
-  // scratch: read_scratch_floats(); accumulate needs d floats.
-  Status accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state,
-                    float* scratch) const;
+  // read's scratch: read_scratch_floats().
+  Status accumulate(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t rows, float* state) const;
   Status read(const float* q, int64_t ldq, int64_t rows, float* y, int64_t ldy, const float* state, float* scratch) const;
-  int64_t read_scratch_floats() const { return s_.d + kReadBlock; }
+  int64_t read_scratch_floats() const { return kReadBlock; }
   static constexpr int64_t kReadBlock = 256;
   // The same core over a different number of rows (a block of a longer sequence).
   LinearCore with_rows(int64_t lq, int64_t lk) const {

@@ -41,7 +41,7 @@ struct ProjectedHeadsKernel::Fused {
   }
   int64_t group_floats(const Group& g, const ProjShapes& s) const {
     const int64_t hg = g.h1 - g.h0;
-    const int64_t core_scratch = std::max({core.scratch_floats(), core.read_scratch_floats(), s.d});
+    const int64_t core_scratch = std::max(core.scratch_floats(), core.read_scratch_floats());
     return q_rows * hg * s.d + k_rows * hg * (s.d + s.m) + hg * core.state_floats() + core_scratch;
   }
 };
@@ -227,7 +227,7 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
           for (int64_t r0 = 0; r0 < s_.lk; r0 += f.k_rows) {
             const int64_t rows = std::min(f.k_rows, s_.lk - r0);
             keys(v, bi, r0, rows);
-            for (int64_t j = 0; j < v.hg; ++j) check(core.accumulate(v.kb + j * D, v.nq, v.vb + j * M, v.nv, rows, v.st + j * sf, v.cs));
+            for (int64_t j = 0; j < v.hg; ++j) check(core.accumulate(v.kb + j * D, v.nq, v.vb + j * M, v.nv, rows, v.st + j * sf));
           }
         });
       for (int64_t o0 = 0; o0 < s_.lq; o0 += f.out_rows, ++blk) {

@@ -136,7 +136,7 @@ class PerformerKernel : public ProjectedHeadsKernel {
   // kernel_eps · Σ v_j) and z = ratio · (Σ ψ_j + kernel_eps · Lk): master's sums.
   Status head_noncausal(const float* q, const float* k, const float* v, float* o, const float* w, float* st, float* qf,
                         float* kf) const {
-    const int64_t F = nf_, M = s_.m, cl = core_.cols(), ld = s_.inner, ldv = s_.inner_v;
+    const int64_t F = nf_, M = s_.m, ld = s_.inner, ldv = s_.inner_v;
     float* scratch = st + core_.state_floats();
     float* vsum = kf + kRows * F;
     std::fill(st, st + core_.state_floats(), 0.0f);
@@ -165,15 +165,16 @@ class PerformerKernel : public ProjectedHeadsKernel {
           for (int64_t e = 0; e < M; ++e) vsum[e] += vi[e];
         }
       }
-      ATROUS_RETURN_IF_ERROR(core_.accumulate(kf, F, v + j0 * ldv, ldv, nb, st, scratch));
+      ATROUS_RETURN_IF_ERROR(core_.accumulate(kf, F, v + j0 * ldv, ldv, nb, st));
     }
     if (!per_token_) {
       const float ratio = ratio_, eps = kernel_eps_;
+      float* z = st + F * M;
       for (int64_t f = 0; f < F; ++f) {
-        float* row = st + f * cl;
+        float* row = st + f * M;
 #pragma omp simd
         for (int64_t e = 0; e < M; ++e) row[e] = ratio * (row[e] + eps * vsum[e]);
-        row[M] = ratio * (row[M] + eps * static_cast<float>(s_.lk));
+        z[f] = ratio * (z[f] + eps * static_cast<float>(s_.lk));
       }
     }
     for (int64_t i0 = 0; i0 < s_.lq; i0 += kRows) {

@@ -56,7 +56,7 @@ __attribute__((target("avx512f"), always_inline)) inline void walk_k(__m512 (&ac
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = v + 1 < NV ? _mm512_loadu_ps(b + 16 * v) : _mm512_maskz_loadu_ps(last, b + 16 * v);
     const float* ap = TA ? a + p * lda : a + p;
-#pragma GCC unroll 6
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(TA ? ap[r] : ap[r * lda]);
 #pragma GCC unroll 4
@@ -69,14 +69,14 @@ __attribute__((target("avx512f"), always_inline)) inline void walk_k(__m512 (&ac
 template <int MR, int NV, bool TA>
 __attribute__((target("avx512f"))) void tile(const TileArgs& t) {
   __m512 acc[MR][NV];
-#pragma GCC unroll 6
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   walk_k<MR, NV, TA>(acc, t.a, t.lda, t.b, t.ldb, t.kc, t.last);
   if (t.kc2 > 0) walk_k<MR, NV, TA>(acc, t.a2, t.lda2, t.b2, t.ldb2, t.kc2, t.last);
   const __m512 beta = _mm512_set1_ps(t.beta);
-#pragma GCC unroll 6
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     float* c = t.c + r * t.ldc;
     const __m512 alpha = _mm512_set1_ps(t.row_scale ? t.alpha * t.row_scale[r] : t.alpha);
@@ -97,8 +97,13 @@ constexpr TileFn row_fn(int nv) {
   return nv == 1 ? tile<MR, 1, TA> : nv == 2 ? tile<MR, 2, TA> : nv == 3 ? tile<MR, 3, TA> : tile<MR, 4, TA>;
 }
 
+// One-vector-wide tiles (N ≤ 16: the causal chunk's scores) are up to kMR1 rows tall:
+// a 6 × 1 tile has six accumulators, fewer than the FMA pipes' latency needs.
+constexpr int kMR1 = 8;
+
 template <bool TA>
 TileFn tile_fn(int mr, int nv) {
+  if (nv == 1 && mr > kMR) return mr == 7 ? tile<7, 1, TA> : tile<8, 1, TA>;
   switch (mr) {
     case 1: return row_fn<TA, 1>(nv);
     case 2: return row_fn<TA, 2>(nv);
@@ -142,11 +147,15 @@ Columns columns(int64_t N, int64_t n0) {
   return {nb, nv, static_cast<__mmask16>((1u << rem) - 1u)};
 }
 
-// f(i0, mr) for ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5,
-// not 6 × 5 + 2): a 1- or 2-row tile runs at well under half the rate of a 6-row one.
+// Rows of a tile nv vectors wide.
+int tile_rows(int nv) { return nv == 1 ? kMR1 : kMR; }
+
+// f(i0, mr) for ceil(M / mr_max) row tiles of balanced heights (32 rows, mr_max 6: 6, 6,
+// 5, 5, 5, 5, not 6 × 5 + 2): a 1- or 2-row tile runs at well under half the rate of a
+// 6-row one.
 template <class F>
-void for_row_tiles(int64_t M, F&& f) {
-  const int64_t row_tiles = (M + kMR - 1) / kMR;
+void for_row_tiles(int64_t M, int mr_max, F&& f) {
+  const int64_t row_tiles = (M + mr_max - 1) / mr_max;
   for (int64_t ti = 0, i0 = 0; ti < row_tiles; ++ti) {
     const int64_t left = row_tiles - ti;
     const int mr = static_cast<int>((M - i0 + left - 1) / left);
@@ -179,7 +188,8 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
     if (pack_a) pack(A, lda, false, k0, kc, 0, M, a_panel);
     int64_t ahead = ahead_a || ahead_b ? k0 + kc : K;
     const int64_t ahead_end = std::min(K, ahead + kKC);
-    const int64_t tiles = ((M + kMR - 1) / kMR) * ((N + kNB - 1) / kNB);
+    const int mr0 = tile_rows(columns(N, 0).nv);
+    const int64_t tiles = ((M + mr0 - 1) / mr0) * ((N + kNB - 1) / kNB);
     const int64_t ahead_per_tile = (ahead_end - ahead + tiles - 1) / tiles;
     for (int64_t n0 = 0; n0 < N; n0 += kNB) {
       const auto [nb, nv, last] = columns(N, n0);
@@ -199,8 +209,9 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
         t.b = B + k0 * ldb + n0;
         t.ldb = ldb;
       }
-      const TileFn full = tile_fn<TA>(kMR, nv);
-      for_row_tiles(M, [&](int64_t i0, int mr) {
+      const int mr_max = tile_rows(nv);
+      const TileFn full = tile_fn<TA>(mr_max, nv);
+      for_row_tiles(M, mr_max, [&](int64_t i0, int mr) {
         for (int64_t e = 0; e < ahead_per_tile && ahead < ahead_end; ++e, ++ahead) {
           if (ahead_a) prefetch_row(A + ahead * lda, M);
           if (ahead_b) prefetch_row(B + ahead * ldb, N);
@@ -208,7 +219,7 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
         t.a = pack_a ? a_panel + i0 : TA ? A + k0 * lda + i0 : A + i0 * lda + k0;
         t.c = C + i0 * ldc + n0;
         t.row_scale = row_scale ? row_scale + i0 : nullptr;
-        (mr == kMR ? full : tile_fn<TA>(mr, nv))(t);
+        (mr == mr_max ? full : tile_fn<TA>(mr, nv))(t);
       });
     }
   }
@@ -241,7 +252,7 @@ void run_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1,
       t.beta = first ? 0.0f : 1.0f;
       t.read_c = !first;
       t.ldc = ldc;
-      for_row_tiles(M, [&](int64_t i0, int mr) {
+      for_row_tiles(M, tile_rows(cols.nv), [&](int64_t i0, int mr) {
         t.a = a + i0 * lda;
         t.a2 = a2 ? a2 + i0 * lda2 : nullptr;
         t.c = C + i0 * ldc + n0;
