@@ -88,10 +88,9 @@ class LinearCore {
  public:
   explicit LinearCore(const LinearCoreShape& s) : s_(s) {}
   const LinearCoreShape& shape() const { return s_; }
-  int64_t cols() const { return s_.m + (s_.denominator ? 1 : 0); }
   // State of one (batch, head): S = Σ φk vᵀ [d, m] (row-major), then, with a
   // denominator, z = Σ φk [d].
-  int64_t state_floats() const { return s_.d * cols(); }
+  int64_t state_floats() const { return s_.d * (s_.m + (s_.denominator ? 1 : 0)); }
   // Scratch one call of run() needs (floats), besides the state.
   int64_t scratch_floats() const;
 
