@@ -40,6 +40,7 @@
 #include "builder/graph_builder.h"
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
+#include "plan/kernel.h"
 #include "ops/narrow_gemm.h"
 #include "ops/transpose_panel.h"
 
@@ -316,10 +317,8 @@ void gemm_parts(const Options& o, int64_t n) {
     attn::LinearCore core(cs);
     Floats q = randn_aligned(static_cast<size_t>(n * kDim), 0.5f, 3);
     for (float& e : q) e = std::fabs(e);
-    // Each thread's state and scratch 32 KiB apart: 17 KiB apart (this layout's size for
-    // d = 64) this loop ran 20-25 % slower, the linear_attention_chunked node not
-    // (docs/performance.md).
-    const int64_t per = (core.state_floats() + core.scratch_floats() + 8191) / 8192 * 8192;
+    // Each thread's state and scratch as the nodes place them (KernelContext::thread_slice_floats).
+    const int64_t per = KernelContext::thread_slice_floats(core.state_floats() + core.scratch_floats());
     Floats st(static_cast<size_t>(o.threads * per));
     double tc = median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
@@ -475,7 +474,7 @@ void performer_parts(const Options& o, int64_t n) {
     cs.chunk = attn::kCausalChunk;  // as performer_chunked
     cs.eps = 1e-6f;
     attn::LinearCore core(cs);
-    const int64_t per_thread = core.state_floats() + core.scratch_floats();
+    const int64_t per_thread = KernelContext::thread_slice_floats(core.state_floats() + core.scratch_floats());
     Floats st(static_cast<size_t>(o.threads * per_thread));
     double flops = 0;
     for (int64_t r0 = 0; r0 < n; r0 += rows) flops += kHeads * core.with_rows(std::min(rows, n - r0), std::min(rows, n - r0)).flops();

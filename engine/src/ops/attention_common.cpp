@@ -687,7 +687,7 @@ void ProjectedHeadsKernel::request_scratch(KernelContext& ctx) {
   k_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner);
   v_scr_ = ctx.scratch(f * s_.batch * s_.lk * s_.inner_v);
   o_scr_ = ctx.scratch(f * s_.batch * s_.lq * s_.inner_v);
-  t_scr_ = ctx.scratch(f * threads_ * thread_floats());
+  t_scr_ = ctx.scratch(f * threads_ * KernelContext::thread_slice_floats(thread_floats()));
 }
 
 Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind(const RunBuffers& b) const {
@@ -706,7 +706,7 @@ Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const 
   const auto* bound = static_cast<const BoundProjections*>(state);
   ATROUS_RETURN_IF_ERROR(project_qkv(s_, b, q, k, v, ref_, bound));
   before_heads(q, k);
-  const int64_t per_thread = thread_floats();
+  const int64_t per_thread = KernelContext::thread_slice_floats(thread_floats());
   std::atomic<bool> failed{false};
 #pragma omp parallel for num_threads(threads_) schedule(dynamic)
   for (int64_t bh = 0; bh < s_.batch * s_.heads; ++bh) {
