@@ -103,7 +103,7 @@ class KernelContext {
   int scratch(uint64_t bytes);
   // The stride of per-thread slices of a scratch buffer: `floats` rounded up to 32 KiB.
   // Measured on the causal linear cores with two threads (docs/performance.md): d = 64
-  // slices 17 KiB apart ran 20-25 % slower than 32 KiB apart in a loop of the core alone,
+  // slices 17 KiB apart ran 20-30 % slower than 32 KiB apart in a loop of the core alone,
   // Performer's 69 KiB apart 4 % slower than 96 KiB apart.
   static int64_t thread_slice_floats(int64_t floats) {
     constexpr int64_t k = 8192;
