@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -175,6 +176,54 @@ TEST_CASE("attention: PerformerAttention matches PyTorch and streams", "[attenti
 TEST_CASE("attention: NormAttention matches PyTorch and streams", "[attention]") { run_op("NormAttention"); }
 TEST_CASE("attention: GatedAttentionUnit (GAU, FLASH) matches PyTorch", "[attention]") { run_op("GatedAttentionUnit"); }
 TEST_CASE("attention: LiteMLA matches PyTorch", "[attention]") { run_op("LiteMLA"); }
+
+// linear_attention_chunked and norm_attention_gemm (the linear form): the fused kernels'
+// block schedule with sgemm on the projection weights instead of packed inner products
+// (taken when oneDNN has no packed form). Against the reference kernels (themselves
+// checked against PyTorch above), batch 2 and 300 tokens (a whole 256-token block and a
+// tail), 3 heads of 12, model dim 40, the plan's detail naming the sgemm projections.
+TEST_CASE("attention: the chunked kernels run the block schedule with sgemm projections", "[attention]") {
+  const int64_t B = 2, L = 300, E = 40, H = 3, D = 12, I = H * D;
+  std::mt19937 rng(21);
+  for (const char* op : {"LinearAttention", "NormAttention"})
+    for (bool causal : {false, true}) {
+      ModelBuilder mb("chunked", "tests");
+      GraphBuilder& g = mb.graph("main");
+      const int x = g.input("x", DType::kF32, {B, L, E});
+      auto weight = [&](const char* name, const Shape& shape) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        return g.constant_f32(name, shape, uniform(static_cast<size_t>(n), 0.3f, rng));
+      };
+      const std::vector<int> in = {x,  -1, -1, weight("wq", {I, E}), weight("bq", {I}), weight("wk", {I, E}), weight("bk", {I}),
+                                   weight("wv", {I, E}), weight("bv", {I}), weight("wo", {E, I}), weight("bo", {E})};
+      const bool linear = std::string(op) == "LinearAttention";
+      if (linear) {
+        fb::LinearAttentionT a;
+        a.num_heads = H;
+        a.causal = causal;
+        a.eps = 1e-6f;
+        g.output(g.node("attn", a, in), "y");
+      } else {
+        fb::NormAttentionT a;
+        a.num_heads = H;
+        a.causal = causal;
+        a.norm = fb::NormAttentionNorm::SimpleRMSNorm;
+        g.output(g.node("attn", a, in), "y");
+      }
+      auto bytes = mb.to_bytes();
+      INFO(op << (causal ? " causal" : " non-causal") << ": " << bytes.status().to_string());
+      REQUIRE(bytes.ok());
+      auto model = Model::from_memory(bytes->data(), bytes->size());
+      REQUIRE(model.ok());
+      Tensor xt = Tensor::zeros(DType::kF32, {B, L, E});
+      const auto xv = uniform(static_cast<size_t>(xt.numel()), 1.0f, rng);
+      std::copy(xv.begin(), xv.end(), xt.data<float>());
+      const RunOutput r = check_kernel_against_reference(*model, {{"x", xt.view()}},
+                                                         linear ? "linear_attention_chunked" : "norm_attention_gemm", 2, op);
+      CHECK(r.plan.steps[0].detail.find("sgemm projections") != std::string::npos);
+    }
+}
 
 TEST_CASE("attention: Attention nodes reject bad configurations with a named reason", "[attention]") {
   ModelBuilder mb("bad", "tests");

@@ -293,7 +293,9 @@ void part_row(const char* variant, const char* what, double flops, double s) {
   std::printf("  %s %-*s: %8.2f ms  %6.1f GFLOP/s\n", variant, static_cast<int>(52 - std::strlen(variant)), what, s * 1e3, flops / s / 1e9);
 }
 
-// The matrix-shaped parts alone: a projection GEMM and the linear core of 8 heads.
+// The matrix-shaped parts alone: the projections and the linear core of 8 heads, as the
+// fused kernels (packed projections) and linear_attention_chunked / norm_attention_gemm
+// (the same schedule with sgemm projections) run them.
 void gemm_parts(const Options& o, int64_t n) {
   // What the attention nodes run: W packed once at plan time (PackedGemm = linear_onednn's
   // primitive). Measured first, in a forked child like the variants: a child forked after
@@ -301,37 +303,51 @@ void gemm_parts(const Options& o, int64_t n) {
   Measure pm = measure("projection", n, false, o);
   omp_set_num_threads(o.threads);
   Floats x = randn_aligned(static_cast<size_t>(n * kDim), 1.0f, 1), w = randn_aligned(kDim * kDim, 0.05f, 2), b(kDim, 0.1f);
-  Floats y(static_cast<size_t>(n * kDim));
-  double tp = median_of_5([&] { (void)attn::project(x.data(), n, kDim, kDim, w.data(), b.data(), kDim, y.data(), kDim); });
-  std::printf("  projection sgemm [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s (unpacked: sgemm packs W per call)\n",
-              static_cast<long>(n), tp * 1e3, 2.0 * n * kDim * kDim / tp / 1e9);
   if (pm.error.empty())
-    std::printf("  projection packed [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s (%s, as the attention nodes run it)\n",
+    std::printf("  projection packed [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s (%s, as the fused kernels run it)\n",
                 static_cast<long>(n), pm.ms, pm.gflops, pm.kernel.c_str());
+  // The sgemm projections of linear_attention_chunked / norm_attention_gemm: per block of
+  // 256 rows, each thread its head group's rows of W ([256 x 512]·[512 x 256]ᵀ, bias
+  // included); per block, each thread its half of the rows through the output
+  // projection ([128 x 512]·[512 x 512]ᵀ).
+  {
+    const int64_t rows = 256, hg = kHeads / o.threads, nq = hg * kHeadDim;
+    Floats blocks(static_cast<size_t>(o.threads * rows * kDim));
+    double tq = median_of_5([&] {
+#pragma omp parallel num_threads(o.threads)
+      {
+        const int64_t tid = omp_get_thread_num();
+        float* dst = blocks.data() + tid * rows * kDim;
+        for (int64_t r0 = 0; r0 < n; r0 += rows)
+          (void)attn::project(x.data() + r0 * kDim, std::min(rows, n - r0), kDim, kDim, w.data() + tid * nq * kDim,
+                              b.data() + tid * nq, nq, dst, nq);
+      }
+    });
+    std::printf("  projection sgemm per head group, [256 x 512] x [512 x %ld]ᵀ blocks: %8.2f ms  %6.1f GFLOP/s (the chunked kernels)\n",
+                static_cast<long>(nq), tq * 1e3, 2.0 * n * kDim * kDim / tq / 1e9);
+    double to = median_of_5([&] {
+#pragma omp parallel num_threads(o.threads)
+      {
+        const int64_t tid = omp_get_thread_num(), part = rows / o.threads;
+        float* dst = blocks.data() + tid * rows * kDim;
+        for (int64_t r0 = 0; r0 < n; r0 += rows) {
+          const int64_t p0 = std::min(n - r0, tid * part), p1 = std::min(n - r0, (tid + 1) * part);
+          if (p1 > p0)
+            (void)attn::project(x.data() + (r0 + p0) * kDim, p1 - p0, kDim, kDim, w.data(), b.data(), kDim, dst, kDim);
+        }
+      }
+    });
+    std::printf("  projection sgemm per block part, [%ld x 512] x [512 x 512]ᵀ: %8.2f ms  %6.1f GFLOP/s (the chunked kernels' output)\n",
+                static_cast<long>(rows / o.threads), to * 1e3, 2.0 * n * kDim * kDim / to / 1e9);
+  }
   for (bool causal : {false, true}) {
     attn::LinearCoreShape cs;
     cs.lq = cs.lk = n;
     cs.d = cs.m = kHeadDim;
     cs.causal = causal;
-    cs.chunk = attn::kCausalChunk;  // as linear_attention_chunked and norm_attention_gemm
+    cs.chunk = attn::kCausalChunk;  // as the fused and chunked kernels
     attn::LinearCore core(cs);
-    Floats q = randn_aligned(static_cast<size_t>(n * kDim), 0.5f, 3);
-    for (float& e : q) e = std::fabs(e);
-    // Each thread's state and scratch as the nodes place them (KernelContext::thread_slice_floats).
-    const int64_t per = KernelContext::thread_slice_floats(core.state_floats() + core.scratch_floats());
-    Floats st(static_cast<size_t>(o.threads * per));
-    double tc = median_of_5([&] {
-#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
-      for (int h = 0; h < kHeads; ++h) {
-        float* s = st.data() + omp_get_thread_num() * per;
-        std::fill(s, s + core.state_floats(), 0.0f);
-        (void)core.run(q.data() + h * kHeadDim, kDim, q.data() + h * kHeadDim, kDim, x.data() + h * kHeadDim, kDim,
-                       y.data() + h * kHeadDim, kDim, s, s + core.state_floats());
-      }
-    });
-    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s (unfused kernels: q, k, v in memory)\n",
-                causal ? "causal" : "non-causal", tc * 1e3, kHeads * core.flops() / tc / 1e9);
-    // The same core as linear_attention_fused / norm_attention_fused run it: each thread
+    // The core as the fused and chunked kernels run it: each thread
     // owns a group of heads; per block of 256 rows its q, k, v blocks [256, heads · 64]
     // have just been projected (in cache); outputs go to the block's [256, 512] O buffer.
     const int64_t rows = 256, hg = kHeads / o.threads, nq = hg * kHeadDim;
@@ -360,7 +376,7 @@ void gemm_parts(const Options& o, int64_t n) {
           }
       }
     });
-    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s (fused kernels: 256-row blocks in cache)\n",
+    std::printf("  linear core, 8 heads x 64, %-10s        : %8.2f ms  %6.1f GFLOP/s (256-row blocks in cache)\n",
                 causal ? "causal" : "non-causal", tf * 1e3, flops / tf / 1e9);
   }
 }

@@ -302,12 +302,6 @@ void elu_add_serial(float* x, int64_t n, float add) {
   for (int64_t j = 0; j < n; ++j) x[j] = (x[j] > 0.0f ? x[j] : std::expm1(x[j])) + add;
 }
 
-void elu_add_inplace(float* x, int64_t n, float add) {
-  constexpr int64_t kBlock = 1 << 14;
-#pragma omp parallel for schedule(static)
-  for (int64_t b0 = 0; b0 < n; b0 += kBlock) elu_add_serial(x + b0, std::min(kBlock, n - b0), add);
-}
-
 float row_max(const float* x, int64_t n) {
   switch (isa()) {
     case Isa::kAvx512: return max_avx512(x, n);

@@ -47,9 +47,7 @@ float row_max(const float* x, int64_t n);
 float exp_shift_sum(float* x, int64_t n, float shift);
 // y[i] = exp(x[i] + add) + offset (x and y may alias).
 void exp_add(const float* x, float* y, int64_t n, float add, float offset = 0.0f);
-// x[i] = elu(x[i]) + add (alpha 1), vectorised, OpenMP-parallel over blocks.
-void elu_add_inplace(float* x, int64_t n, float add);
-// The same on the calling thread (a block inside a parallel region).
+// x[i] = elu(x[i]) + add (alpha 1), vectorised, on the calling thread.
 void elu_add_serial(float* x, int64_t n, float add);
 // "avx512", "avx2" or "scalar": the path the functions above take.
 const char* vector_isa();
@@ -185,22 +183,25 @@ double projection_flops(const ProjShapes& s);
 // y[i] += residual[i] for n floats, OpenMP-parallel; nothing when residual is null.
 void add_residual(const float* residual, float* y, int64_t n, int threads);
 
-// The run of the projected linear-attention kernels (LinearAttention, PerformerAttention,
-// NormAttention): Q, K, V projected into scratch (weights packed at plan time unless
-// ref), a hook over the whole Q and K, one task per (batch, head) on the session's
-// threads, each with its own thread scratch, a hook over O, the output projection.
-// A derived constructor calls request_scratch() last (it needs thread_floats()).
+// The unfused run of the projected linear-attention kernels (PerformerAttention,
+// NormAttention's block form, the reference kernels): Q, K, V projected into scratch
+// (weights packed at plan time unless ref), a hook over the whole Q and K, one task per
+// (batch, head) on the session's threads, each with its own thread scratch, a hook over
+// O, the output projection. A derived constructor calls request_scratch() last (it
+// needs thread_floats()).
 //
-// Fused mode (enable_fused; the kernels named *_fused): each thread owns a group of
-// adjacent heads and walks the sequence in blocks of 256 tokens. For its heads only it
-// projects the block's q, k and v (the weights' rows of those heads packed at plan
-// time, one PackedGemm per group), applies φ, and runs the core on the block while it
-// is in cache: causal, the chunked core carrying the state from block to block;
-// non-causal, LinearCore::accumulate over the key blocks, then LinearCore::read over
-// the query blocks. After each query block a barrier; then the block's O rows, split
-// between the threads, go through after_rows and the output projection.
-// In the unfused layout a head's q, k, v rows are 256 B out of every 2 KiB of three
-// sequence-long buffers: the core then waits on memory (docs/performance.md).
+// Fused mode (enable_fused; every kernel of LinearAttention and NormAttention's linear
+// form but the reference ones): each thread owns a group of adjacent heads and walks
+// the sequence in blocks of 256 tokens. For its heads only it projects the block's q, k
+// and v (the *_fused kernels: the weights' rows of those heads packed at plan time, one
+// PackedGemm per group; linear_attention_chunked and norm_attention_gemm: sgemm on
+// those rows in place), applies φ, and runs the core on the block while it is in cache:
+// causal, the chunked core carrying the state from block to block; non-causal,
+// LinearCore::accumulate over the key blocks, then LinearCore::read over the query
+// blocks. After each query block a barrier; then the block's O rows, split between the
+// threads, go through after_rows and the output projection. In the unfused layout a
+// head's q, k, v rows are 256 B out of every 2 KiB of three sequence-long buffers: the
+// core then waits on memory (docs/performance.md).
 class ProjectedHeadsKernel : public Kernel {
  public:
   Result<std::unique_ptr<KernelState>> bind(const RunBuffers& b) const final;
@@ -214,9 +215,11 @@ class ProjectedHeadsKernel : public Kernel {
   ProjectedHeadsKernel(KernelContext& ctx, int64_t heads, bool ref, const char* what, bool fused = false);
   void request_scratch(KernelContext& ctx);
   // Sets up the fused mode for `core` (its shape for the whole sequence) with the state
-  // inputs kv_input / z_input (-1: none). Call before request_scratch(). Fails with the
-  // reason when a group's projections cannot be packed.
-  Status enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input);
+  // inputs kv_input / z_input (-1: none). Call before request_scratch(). packed: the
+  // projection weights packed at plan time; fails with the reason when a group's
+  // projections cannot be packed. Not packed: sgemm on the weights in place, block by
+  // block.
+  Status enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input, bool packed = true);
   // φ over n floats of a block of q or k, in fused mode.
   virtual void feature(float* /*x*/, int64_t /*n*/) const {}
 

@@ -1,7 +1,9 @@
 // The fused mode of ProjectedHeadsKernel (attention_common.h): per group of adjacent
 // heads, block by block, the q/k/v projections of those heads, φ and the linear core,
 // with the block still in cache. Used by LinearAttention and NormAttention's linear
-// form (their *_fused kernels).
+// form: their *_fused kernels with the projection weights packed at plan time (oneDNN
+// inner products), linear_attention_chunked and norm_attention_gemm with sgemm on the
+// weights in place (for shapes oneDNN has no packed form for).
 #include <omp.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@ struct ProjectedHeadsKernel::Fused {
   static_assert(kRows % kCausalChunk == 0, "blocks must hold whole causal chunks");
   LinearCore core{LinearCoreShape{}};
   int kv_input = -1, z_input = -1;
+  bool packed = true;  // false: the projections are sgemm calls on the weights in place
   // Query blocks per output-projection interval (one barrier each). 1, 4 and 16 measured
   // alike (docs/performance.md): the barrier is not what costs.
   static constexpr int64_t kOutBlocks = 1;
@@ -26,7 +29,7 @@ struct ProjectedHeadsKernel::Fused {
   int64_t out_rows = 1;            // interval rows (min(kOutBlocks · q_rows, lq))
   struct Group {
     int64_t h0 = 0, h1 = 0;  // heads [h0, h1)
-    // [0]: a whole block, [1]: the last, shorter block of each batch (null if none)
+    // Packed: [0] a whole block, [1] the last, shorter block of each batch (null if none)
     std::unique_ptr<PackedGemm> q[2], k[2], v[2];
     int scratch = -1;
   };
@@ -55,11 +58,13 @@ struct ProjectedHeadsKernel::FusedBound : KernelState {
   std::vector<std::array<std::unique_ptr<PackedGemm::Bound>, 2>> out;
 };
 
-Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input) {
+Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& core, int kv_input, int z_input,
+                                          bool packed) {
   auto f = std::make_shared<Fused>();
   f->core = core;
   f->kv_input = kv_input;
   f->z_input = z_input;
+  f->packed = packed;
   f->q_rows = std::min(Fused::kRows, s_.lq);
   f->out_rows = std::min(Fused::kOutBlocks * f->q_rows, s_.lq);
   f->k_rows = std::min(Fused::kRows, s_.lk);
@@ -74,7 +79,7 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
     gr.h1 = (g + 1) * s_.heads / groups;
     const int64_t nq = (gr.h1 - gr.h0) * s_.d, nv = (gr.h1 - gr.h0) * s_.m;
     const int64_t q_tail = s_.lq % f->q_rows, k_tail = s_.lk % f->k_rows;
-    for (int t = 0; t < 2; ++t) {
+    for (int t = 0; t < 2 && packed; ++t) {
       const int64_t qm = t == 0 ? f->q_rows : q_tail, km = t == 0 ? f->k_rows : k_tail;
       // The tail block's projections reuse the full block's packed weights.
       if (qm > 0) {
@@ -95,7 +100,7 @@ Status ProjectedHeadsKernel::enable_fused(KernelContext& ctx, const LinearCore& 
   f->parts = threads_;
   const void* wo = weights(kWo, 0);
   for (int64_t rows : {f->out_rows, s_.lq % f->out_rows}) {
-    if (rows == 0) continue;
+    if (rows == 0 || !packed) continue;
     for (int64_t p = 0; p < f->parts; ++p) {
       const auto [r0, r1] = Fused::part(rows, p, f->parts);
       if (r1 == r0 || f->out.count(r1 - r0)) continue;
@@ -145,7 +150,7 @@ Result<std::unique_ptr<KernelState>> ProjectedHeadsKernel::bind_fused(const RunB
   for (int64_t p = 0; p < fused_->parts; ++p)
     for (int t = 0; t < 2; ++t) {
       const auto [r0, r1] = Fused::part(block_rows[t], p, fused_->parts);
-      if (r1 == r0) continue;
+      if (r1 == r0 || !fused_->packed) continue;
       ATROUS_ASSIGN_OR_RETURN(fb->out[static_cast<size_t>(p)][static_cast<size_t>(t)],
                               fused_->out.at(r1 - r0)->bind(ob, in(kBo), static_cast<float*>(b.out[0]), b, static_cast<int>(p)));
     }
@@ -204,14 +209,23 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
     auto each_group = [&](auto&& fn) {  // this thread's groups
       for (int64_t gi = tid; gi < G; gi += nthr) fn(view(gi));
     };
+    // dst [rows, n] = x [rows, e] · W[row0 : row0 + n]ᵀ + bias[row0 : row0 + n]: the packed
+    // product when there is one, else sgemm on this thread.
+    auto project_block = [&](const std::unique_ptr<PackedGemm::Bound>& packed, const float* x, int64_t rows, int64_t e,
+                             int w, int bias, int64_t row0, int64_t n, float* dst) {
+      if (packed) return check(packed->run_on(x, dst));
+      const float* bv = in(bias);
+      check(project(x, rows, e, e, in(w) + row0 * e, bv ? bv + row0 : nullptr, n, dst, n));
+    };
     auto keys = [&](const View& v, int64_t bi, int64_t r0, int64_t rows) {
       const int t = rows == f.k_rows ? 0 : 1;
-      check(v.bg->k[t]->run_on(xk + (bi * s_.lk + r0) * s_.ek, v.kb));
-      check(v.bg->v[t]->run_on(xv + (bi * s_.lk + r0) * s_.ev, v.vb));
+      project_block(v.bg->k[t], xk + (bi * s_.lk + r0) * s_.ek, rows, s_.ek, kWk, kBk, v.g->h0 * D, v.nq, v.kb);
+      project_block(v.bg->v[t], xv + (bi * s_.lk + r0) * s_.ev, rows, s_.ev, kWv, kBv, v.g->h0 * M, v.nv, v.vb);
       feature(v.kb, rows * v.nq);
     };
     auto queries = [&](const View& v, int64_t bi, int64_t r0, int64_t rows) {
-      check(v.bg->q[rows == f.q_rows ? 0 : 1]->run_on(xq + (bi * s_.lq + r0) * s_.eq, v.qb));
+      project_block(v.bg->q[rows == f.q_rows ? 0 : 1], xq + (bi * s_.lq + r0) * s_.eq, rows, s_.eq, kWq, kBq, v.g->h0 * D,
+                    v.nq, v.qb);
       feature(v.qb, rows * v.nq);
     };
     int64_t blk = 0;  // intervals so far, over all batch items: picks the O buffer
@@ -255,8 +269,9 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
           const auto [p0, p1] = Fused::part(orows, p, f.parts);
           if (p1 == p0) continue;
           after_rows(b, ob + p0 * s_.inner_v, p1 - p0);
-          check(fb.out[static_cast<size_t>(p)][orows == f.out_rows ? 0 : 1]->run_on(ob + p0 * s_.inner_v,
-                                                                                     y + (bi * s_.lq + o0 + p0) * s_.eo));
+          float* yp = y + (bi * s_.lq + o0 + p0) * s_.eo;
+          if (f.packed) check(fb.out[static_cast<size_t>(p)][orows == f.out_rows ? 0 : 1]->run_on(ob + p0 * s_.inner_v, yp));
+          else check(project(ob + p0 * s_.inner_v, p1 - p0, s_.inner_v, s_.inner_v, in(kWo), in(kBo), s_.eo, yp, s_.eo));
         }
       }
       if (kv_out)
@@ -275,7 +290,8 @@ Status ProjectedHeadsKernel::run_fused(const RunBuffers& b, const KernelState* s
 std::string ProjectedHeadsKernel::detail() const {
   if (!fused_) return {};
   return std::to_string(fused_->groups.size()) + " head groups, blocks of " + std::to_string(fused_->q_rows) +
-         " tokens, output projection every " + std::to_string(fused_->out_rows);
+         " tokens, output projection every " + std::to_string(fused_->out_rows) +
+         (fused_->packed ? ", packed projections" : ", sgemm projections");
 }
 
 }  // namespace atrous::attn

@@ -10,10 +10,10 @@
 // modelled: give only real tokens.
 //
 // Kernels: linear_attention_fused (per group of heads and block of 256 tokens: the
-// group's projections, φ and the core while the block is in cache; attention_common.h),
-// linear_attention_chunked (projections with packed weights, vectorised φ, the chunked
-// GEMM core of attention_common.h, threads over batch × heads) and
-// linear_attention_ref (plain loops, token-by-token recurrence).
+// group's projections with weights packed at plan time, φ and the chunked core of
+// attention_common.h while the block is in cache), linear_attention_chunked (the same
+// schedule with sgemm projections on the weights in place: for shapes oneDNN has no
+// packed form for) and linear_attention_ref (plain loops, token-by-token recurrence).
 #include <cmath>
 
 #include "ops/attention_common.h"
@@ -63,7 +63,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
   enum class Mode { kFused, kChunked, kRef };
   LinearAttentionKernel(KernelContext& ctx, Mode mode)
       : ProjectedHeadsKernel(ctx, ctx.attrs<fb::LinearAttentionT>().num_heads, mode == Mode::kRef, "linear attention core",
-                             mode == Mode::kFused) {
+                             mode != Mode::kRef) {
     const auto& a = ctx.attrs<fb::LinearAttentionT>();
     LinearCoreShape cs;
     cs.lq = s_.lq;
@@ -75,12 +75,13 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
     cs.eps = a.eps;
     cs.chunk = kCausalChunk;
     core_ = LinearCore(cs);
-    if (mode == Mode::kFused) fused_status_ = enable_fused(ctx, core_, kStateKv, kStateZ);
+    if (mode != Mode::kRef) fused_status_ = enable_fused(ctx, core_, kStateKv, kStateZ, mode == Mode::kFused);
     request_scratch(ctx);
   }
   double flops() const override { return projection_flops(s_) + s_.batch * s_.heads * core_.flops(); }
 
  private:
+  // The reference kernel's per-head run (the others run the fused mode).
   int64_t thread_floats() const override { return core_thread_floats(core_); }
   // φ = elu + 1 over all of Q and K.
   void before_heads(float* q, float* k) const override {
@@ -92,8 +93,7 @@ class LinearAttentionKernel : public ProjectedHeadsKernel {
     return core_head(b, core_, bi * s_.heads + h, kStateKv, kStateZ, q, s_.inner, k, s_.inner, v, o, st);
   }
   void feature(float* x, int64_t n) const override { elu_add_serial(x, n, 1.0f); }
-  void feature_map(float* x, int64_t n) const {
-    if (!ref_) return elu_add_inplace(x, n, 1.0f);
+  static void feature_map(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] = (x[i] > 0.0f ? x[i] : std::expm1(x[i])) + 1.0f;
   }
 

@@ -16,9 +16,10 @@
 // 13 state_kv [B, H, D, M]? (linear form, causal). outputs: y, state_kv' (optional).
 //
 // Kernels: norm_attention_fused (the linear form: per group of heads and block of 256
-// tokens, projections, φ and the core while the block is in cache; attention_common.h),
-// norm_attention_gemm (sgemm projections, chunked GEMM core or per-block GEMMs, threads
-// over batch × heads) and norm_attention_ref (plain loops).
+// tokens, projections with weights packed at plan time, φ and the core while the block
+// is in cache; attention_common.h), norm_attention_gemm (the linear form: the same
+// schedule with sgemm projections on the weights in place; the block form: projections,
+// then per-block GEMMs, threads over batch × heads) and norm_attention_ref (plain loops).
 #include <omp.h>
 
 #include <algorithm>
@@ -85,7 +86,7 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
   enum class Mode { kFused, kGemm, kRef };
   NormAttentionKernel(KernelContext& ctx, Mode mode)
       : ProjectedHeadsKernel(ctx, ctx.attrs<fb::NormAttentionT>().num_heads, mode == Mode::kRef, "TransNormer attention",
-                             mode == Mode::kFused),
+                             mode == Mode::kFused || (mode == Mode::kGemm && ctx.attrs<fb::NormAttentionT>().block_size == 0)),
         a_(ctx.attrs<fb::NormAttentionT>()) {
     LinearCoreShape cs;
     cs.lq = s_.lq;
@@ -99,6 +100,8 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     if (mode == Mode::kFused)
       fused_status_ = a_.block_size > 0 ? KernelContext::decline("block_size > 0 (the local form has no running state)")
                                          : enable_fused(ctx, core_, kStateKv, -1);
+    else if (mode == Mode::kGemm && a_.block_size == 0)
+      fused_status_ = enable_fused(ctx, core_, kStateKv, -1, /*packed=*/false);
     request_scratch(ctx);
   }
 
@@ -112,7 +115,8 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     if (a_.block_size > 0) return static_cast<int64_t>(a_.block_size) * a_.block_size;
     return core_thread_floats(core_);
   }
-  // The kernel φ over all of Q and K (the linear form; the block form applies it to scores).
+  // The kernel φ over all of Q and K (the reference kernel's linear form; the block form
+  // applies it to scores).
   void before_heads(float* q, float* k) const override {
     if (a_.block_size != 0) return;
     act(q, s_.batch * s_.lq * s_.inner);
@@ -132,7 +136,6 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
     normalize(o, input_or_null(b, kNormWeight), input_or_null(b, kNormBias));
   }
   void act(float* x, int64_t n) const {
-    if (!ref_ && a_.act == fb::ActKind::Elu) return elu_add_inplace(x, n, 0.0f);
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (int64_t i = 0; i < n; ++i) x[i] = activate(x[i], a_.act);
   }
