@@ -14,8 +14,9 @@
 // packed into stack buffers (if their rows are spread out) so that they stay in L1
 // while the row tiles pass over them. op(B) = Bᵀ is always packed.
 // Columns past a multiple of 16 use masked loads and stores; M is split into
-// ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5). Without
-// AVX-512 it calls sgemm.
+// ceil(M / 6) row tiles of balanced heights (32 rows: 6, 6, 5, 5, 5, 5), or, when N ≤ 16
+// (one vector across), into tiles of up to 8 rows (8 accumulators). Without AVX-512 it
+// calls sgemm.
 //
 // row_scale (optional, with beta = 0 only): C[i, :] = row_scale[i] · alpha · (op(A) op(B))[i, :],
 // applied as the tile is stored (the linear attention's 1 / denominator).
