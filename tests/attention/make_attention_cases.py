@@ -681,5 +681,8 @@ mla_case("litemla_23x61_onehead_dim12", 1, 12, 23, 61, 12, scales=(5,))
 # every depthwise row from a neighbouring band)
 mla_case("litemla_b2_40x20_scales53", 2, 32, 40, 20, 16, scales=(5, 3), proj_bias=True)
 mla_case("litemla_3x600_head8", 1, 16, 3, 600, 8, scales=(5,))
+# lite_mla_banded without scales (its qkv map band-major): two batch items of 13-, 13- and
+# 4-row bands of 40 columns, 2 heads of 8
+mla_case("litemla_b2_30x40_noscales", 2, 16, 30, 40, 8, scales=(), proj_bias=True)
 
 W.finish()
