@@ -8,7 +8,8 @@
 // noted: softmax (MultiHeadAttention, mha_tiled), linear (LinearAttention), performer
 // (PerformerAttention, 266 features), transnormer (NormAttention, linear form),
 // flash (GatedAttentionUnit, FLASH group 256, dim 512, qk 128, hidden 1024: one head),
-// litemla (LiteMLA on a [1, 512, h, n/h] map, h = 2^floor(log2 √n), dim 64 = 8 heads, scale 5).
+// litemla (LiteMLA on a [1, 512, h, n/h] map, h = 2^floor(log2 √n), dim 64 = 8 heads, scale 5),
+// litemla0 (the same without scales; not in the default list).
 // Each (variant, n) runs in a forked child: one warm-up run (plans), then the median
 // of --reps runs (one run when a run takes over 5 s). Memory is the child's peak RSS
 // growth (input, weights, arena and plan; the same measure as PyTorch's column), and
@@ -114,19 +115,22 @@ Result<std::vector<uint8_t>> build(const std::string& v, int64_t n, bool causal,
   ModelBuilder mb(v, "attention_bench");
   GraphBuilder& g = mb.graph("main");
   int y = -1;
-  if (v == "litemla") {
+  if (v == "litemla" || v == "litemla0") {
     int64_t h = 1;  // h = 2^floor(log2(sqrt(n))), w = n / h: 32×32, 32×64, 64×64, ...
     while ((2 * h) * (2 * h) <= n) h *= 2;
     *x_shape = {1, kDim, h, n / h};
     int x = g.input("x", DType::kF32, *x_shape);
     fb::LiteMLAT a;
     a.dim = kHeadDim;
-    a.scales = {5};
+    const bool scaled = v == "litemla";
+    if (scaled) a.scales = {5};
     const float s = 1.0f / std::sqrt(static_cast<float>(kDim));
     std::vector<int> in = {x, weight(g, "qkv.conv.weight", {3 * kDim, kDim, 1, 1}, s, 1),
-                           weight(g, "proj.conv.weight", {kDim, 2 * kDim, 1, 1}, s, 2), -1,
-                           weight(g, "aggreg.0.0.weight", {3 * kDim, 1, 5, 5}, 0.2f, 3),
-                           weight(g, "aggreg.0.1.weight", {3 * kDim, kHeadDim, 1, 1}, 0.125f, 4)};
+                           weight(g, "proj.conv.weight", {kDim, (scaled ? 2 : 1) * kDim, 1, 1}, s, 2), -1};
+    if (scaled) {
+      in.push_back(weight(g, "aggreg.0.0.weight", {3 * kDim, 1, 5, 5}, 0.2f, 3));
+      in.push_back(weight(g, "aggreg.0.1.weight", {3 * kDim, kHeadDim, 1, 1}, 0.125f, 4));
+    }
     y = g.node("mla", a, in);
   } else if (v == "flash") {
     *x_shape = {1, n, kDim};

@@ -36,12 +36,13 @@ def run_one(variant, n, causal, threads):
     def merge(t):
         return t.transpose(1, 2).reshape(1, n, DIM)
 
-    if variant == "litemla":
+    if variant in ("litemla", "litemla0"):  # litemla0: no scales
         side = 1
         while (2 * side) ** 2 <= n:
             side *= 2
         x = r(1, DIM, side, n // side)
-        wqkv, wproj = r(3 * DIM, DIM, 1, 1, scale=DIM ** -0.5), r(DIM, 2 * DIM, 1, 1, scale=DIM ** -0.5)
+        groups = 2 if variant == "litemla" else 1
+        wqkv, wproj = r(3 * DIM, DIM, 1, 1, scale=DIM ** -0.5), r(DIM, groups * DIM, 1, 1, scale=DIM ** -0.5)
         wdw, wpw = r(3 * DIM, 1, 5, 5, scale=0.2), r(3 * DIM, HD, 1, 1, scale=0.125)
     else:
         x = r(1, n, DIM)
@@ -56,10 +57,12 @@ def run_one(variant, n, causal, threads):
         relpos = r(32, scale=0.05)
 
     def forward():
-        if variant == "litemla":
+        if variant in ("litemla", "litemla0"):
             qkv = F.conv2d(x, wqkv)
-            agg = F.conv2d(F.conv2d(qkv, wdw, padding=2, groups=3 * DIM), wpw, groups=3 * HEADS)
-            multi = torch.cat([qkv, agg], 1).reshape(1, -1, 3 * HD, n)
+            if variant == "litemla":
+                agg = F.conv2d(F.conv2d(qkv, wdw, padding=2, groups=3 * DIM), wpw, groups=3 * HEADS)
+                qkv = torch.cat([qkv, agg], 1)
+            multi = qkv.reshape(1, -1, 3 * HD, n)
             q, k, v = F.relu(multi[:, :, :HD]), F.relu(multi[:, :, HD:2 * HD]), multi[:, :, 2 * HD:]
             v = F.pad(v, (0, 0, 0, 1), value=1.0)
             out = (v @ k.transpose(-1, -2)) @ q

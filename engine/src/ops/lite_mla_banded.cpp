@@ -20,11 +20,6 @@
 //     scale the q channels' depthwise and grouped 1×1 into the buffer, then its read-out
 //     (narrow_ratio: vk relu(q) / (ksum · relu(q) + eps), written past the cache);
 //   the projection 1×1 (sgemm) over the groups' outputs, as lite_mla_gemm.
-// Without scales the qkv map is band-major: the qkv 1×1 runs band by band, each band's
-// 3T channels stored as one [3T, T] block, so that a head's k and v rows of a band are
-// one contiguous run (the own group's v relu(k)ᵀ then streams them from memory at the
-// prefetchers' pace; in the [3T, H·W] map they are 128 runs of 2 KiB, 64 KiB apart).
-// With scales the map stays [3T, H·W]: the depthwise copies read rows across band edges.
 // The same math as lite_mla_gemm in the same f32 order per product, summed over bands.
 // Declines H·W <= dim (the quadratic form) and CPUs without AVX-512.
 #include <omp.h>
@@ -67,19 +62,9 @@ class LiteMlaBanded : public Kernel {
     auto in = [&](int i) { return attn::input_or_null(b, i); };
     const int64_t d = s_.d, n = s_.n;
     float *qkv = scr(qkv_scr_), *out = scr(out_scr_), *thr = scr(thread_scr_), *acc = scr(acc_scr_);
-    for (int64_t bi = 0; bi < s_.B; ++bi) {
-      const float* x = in(kLiteMlaX) + bi * s_.C * n;
-      float* qkv_b = qkv + bi * s_.t3 * n;
-      if (!band_major()) {
-        ATROUS_RETURN_IF_ERROR(sgemm(false, false, s_.t3, n, s_.C, 1.0f, in(kLiteMlaQkvW), s_.C, x, n, 0.0f, qkv_b, n));
-        continue;
-      }
-      for (int64_t i = 0; i < bands_; ++i) {
-        const Band bd = band(i);
-        ATROUS_RETURN_IF_ERROR(sgemm(false, false, s_.t3, bd.T, s_.C, 1.0f, in(kLiteMlaQkvW), s_.C, x + bd.t0, n, 0.0f,
-                                     qkv_b + bd.t0 * s_.t3, bd.T));
-      }
-    }
+    for (int64_t bi = 0; bi < s_.B; ++bi)
+      ATROUS_RETURN_IF_ERROR(sgemm(false, false, s_.t3, n, s_.C, 1.0f, in(kLiteMlaQkvW), s_.C, in(kLiteMlaX) + bi * s_.C * n, n, 0.0f,
+                                   qkv + bi * s_.t3 * n, n));
     std::atomic<bool> failed{false};
     // Pass 1: each task's partial vk and ksum of the head's 1 + S groups.
 #pragma omp parallel for num_threads(threads_) schedule(dynamic)
@@ -142,13 +127,6 @@ class LiteMlaBanded : public Kernel {
     const int64_t y0 = i * rows_, rows = std::min(rows_, s_.H - y0);
     return {y0, rows, y0 * s_.W, rows * s_.W};
   }
-  bool band_major() const { return s_.S == 0; }
-  // Channel `row` of one batch item's qkv map over the band's tokens, and the stride
-  // between its channels there.
-  const float* band_rows(const float* qkv_b, int64_t row, const Band& bd, int64_t* ld) const {
-    *ld = band_major() ? bd.T : s_.n;
-    return band_major() ? qkv_b + bd.t0 * s_.t3 + row * bd.T : qkv_b + row * s_.n + bd.t0;
-  }
 
   // vk [d, d] += v relu(k)ᵀ, ksum += Σ_j relu(k_j) over T tokens of k, v ([d, T] rows, strides ldk, ldv).
   Status add_products(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, float* vk, float* ksum, float* blk) const {
@@ -209,10 +187,7 @@ class LiteMlaBanded : public Kernel {
         ATROUS_RETURN_IF_ERROR(aggregate_band(b, s, qkv_b, vr, bd, pad, dw, av));
         ATROUS_RETURN_IF_ERROR(add_products(ak, bd.T, av, bd.T, bd.T, vk, vk + d * d, blk));
       }
-      int64_t ldk, ldv;
-      const float* k = band_rows(qkv_b, kr, bd, &ldk);
-      const float* v = band_rows(qkv_b, vr, bd, &ldv);
-      ATROUS_RETURN_IF_ERROR(add_products(k, ldk, v, ldv, bd.T, acc, acc + d * d, blk));
+      ATROUS_RETURN_IF_ERROR(add_products(qkv_b + kr * n + bd.t0, n, qkv_b + vr * n + bd.t0, n, bd.T, acc, acc + d * d, blk));
     }
     return Status::Ok();
   }
@@ -227,9 +202,7 @@ class LiteMlaBanded : public Kernel {
     const int64_t qr = h * 3 * d;
     for (int64_t i = first; i < last; ++i) {
       const Band bd = band(i);
-      int64_t ldq;
-      const float* q = band_rows(qkv_b, qr, bd, &ldq);
-      narrow_ratio(d, bd.T, d, acc, d, acc + d * d, a_.eps, q, ldq, out_b + h * d * n + bd.t0, n, true);
+      narrow_ratio(d, bd.T, d, acc, d, acc + d * d, a_.eps, qkv_b + qr * n + bd.t0, n, out_b + h * d * n + bd.t0, n, true);
       for (int64_t s = 0; s < s_.S; ++s) {
         const float* vk = acc + (1 + s) * (d * d + d);
         ATROUS_RETURN_IF_ERROR(aggregate_band(b, s, qkv_b, qr, bd, pad, dw, aq));
