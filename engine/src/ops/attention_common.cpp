@@ -716,14 +716,12 @@ Status ProjectedHeadsKernel::run(const RunBuffers& b, KernelState* state) const 
   return project_out(s_, b, o, static_cast<float*>(b.out[0]), ref_, bound);
 }
 
-Status ProjectedHeadsKernel::core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,
-                                       const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, float* o,
-                                       float* st) const {
+void ProjectedHeadsKernel::ref_core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input,
+                                         int z_input, const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
+                                         float* o, float* st) const {
   head_state_in(b, core, bh, kv_input, z_input, st);
-  if (ref_) core.run_ref(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st);
-  else ATROUS_RETURN_IF_ERROR(core.run(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st, st + core.state_floats()));
+  core.run_ref(q, ldq, k, ldk, v, s_.inner_v, o, s_.inner_v, st);
   head_state_out(b, core, bh, z_input, st);
-  return Status::Ok();
 }
 
 void ProjectedHeadsKernel::head_state_in(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input,

@@ -234,13 +234,13 @@ class ProjectedHeadsKernel : public Kernel {
   // The same over `rows` rows of O (fused mode, on the calling thread).
   virtual void after_rows(const RunBuffers& /*b*/, float* /*o*/, int64_t /*rows*/) const {}
 
-  // The core over one head whose state (d × m, plus z when with_z) is carried in the
-  // optional state inputs/outputs: state_in, the chunked (or reference) core, state_out.
-  // st holds the core's state, then its scratch.
-  Status core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, const float* q,
-                   int64_t ldq, const float* k, int64_t ldk, const float* v, float* o, float* st) const;
+  // The reference kernels' core over one head whose state (d × m, plus z when with_z) is
+  // carried in the optional state inputs/outputs: state_in, LinearCore::run_ref,
+  // state_out. st holds the core's state.
+  void ref_core_head(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, const float* q,
+                     int64_t ldq, const float* k, int64_t ldk, const float* v, float* o, float* st) const;
   int64_t core_thread_floats(const LinearCore& core) const { return core.state_floats() + (ref_ ? 0 : core.scratch_floats()); }
-  // core_head's first and last steps, for a head() that runs the core in pieces: st from
+  // ref_core_head's first and last steps, for a head() that runs the core in pieces: st from
   // the state inputs (or zeros), and st to the state outputs (where the node has them).
   void head_state_in(const RunBuffers& b, const LinearCore& core, int64_t bh, int kv_input, int z_input, float* st) const;
   void head_state_out(const RunBuffers& b, const LinearCore& core, int64_t bh, int z_input, const float* st) const;

@@ -125,7 +125,9 @@ class NormAttentionKernel : public ProjectedHeadsKernel {
   Status head(const RunBuffers& b, int64_t bi, int64_t h, const float* q, const float* k, const float* v, float* o,
               float* st) const override {
     if (a_.block_size > 0) return blocks(q, k, v, o, st);
-    return core_head(b, core_, bi * s_.heads + h, kStateKv, -1, q, s_.inner, k, s_.inner, v, o, st);
+    // The linear form runs here only in the reference kernel (the others fuse it).
+    ref_core_head(b, core_, bi * s_.heads + h, kStateKv, -1, q, s_.inner, k, s_.inner, v, o, st);
+    return Status::Ok();
   }
   // φ of a block, on the calling thread (inside the fused kernel's parallel region).
   void feature(float* x, int64_t n) const override {

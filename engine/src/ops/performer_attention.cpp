@@ -125,7 +125,8 @@ class PerformerKernel : public ProjectedHeadsKernel {
     if (!ref_) return core_.shape().causal ? head_causal(b, bh, q, k, v, o, w, st, qf, kf) : head_noncausal(q, k, v, o, w, st, qf, kf);
     features_ref(q, s_.lq, w, true, qf);
     features_ref(k, s_.lk, w, false, kf);
-    return core_head(b, core_, bh, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
+    ref_core_head(b, core_, bh, kStateKv, kStateZ, qf, F, kf, F, v, o, st);
+    return Status::Ok();
   }
 
   // performer_chunked, non-causal: block by block, keys into the state, then queries out

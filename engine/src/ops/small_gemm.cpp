@@ -3,7 +3,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "onednn/gemm.h"
 #include "ops/transpose_panel.h"
