@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "builder/graph_json.h"
+#include "ops/lite_mla.h"
 #include "ops/op_registry.h"
 #include "test_util.h"
 
@@ -176,6 +177,22 @@ TEST_CASE("attention: PerformerAttention matches PyTorch and streams", "[attenti
 TEST_CASE("attention: NormAttention matches PyTorch and streams", "[attention]") { run_op("NormAttention"); }
 TEST_CASE("attention: GatedAttentionUnit (GAU, FLASH) matches PyTorch", "[attention]") { run_op("GatedAttentionUnit"); }
 TEST_CASE("attention: LiteMLA matches PyTorch", "[attention]") { run_op("LiteMLA"); }
+
+// lite_mla_banded's qkv map: rows whole cache lines long and an odd number of them apart,
+// so that a head's rows at one token do not share a cache set (16384 floats = 64 KiB).
+TEST_CASE("attention: LiteMLA's banded qkv map rows are an odd number of cache lines apart", "[attention]") {
+  CHECK(lite_mla_map_stride(16384) == 16400);
+  CHECK(lite_mla_map_stride(1152) == 1168);  // the padded test case above
+  CHECK(lite_mla_map_stride(1024) == 1040);
+  CHECK(lite_mla_map_stride(1200) == 1200);  // 75 lines: as is
+  CHECK(lite_mla_map_stride(1201) == 1232);  // 76 lines -> 77
+  CHECK(lite_mla_map_stride(1) == 16);
+  for (int64_t n = 1; n < 5000; ++n) {
+    const int64_t ld = lite_mla_map_stride(n);
+    INFO("n " << n << " stride " << ld);
+    CHECK((ld >= n && ld % 16 == 0 && (ld / 16) % 2 == 1 && ld - n < 32));
+  }
+}
 
 // linear_attention_chunked and norm_attention_gemm (the linear form): the fused kernels'
 // block schedule with sgemm on the projection weights instead of packed inner products

@@ -667,7 +667,7 @@ mla_case("litemla_1x1_quadratic", 1, 16, 1, 1, 8)
 mla_case("litemla_2x3_quadratic_b2", 2, 16, 2, 3, 8, proj_bias=True)
 mla_case("litemla_7x1_head8", 1, 16, 7, 1, 8, scales=())
 mla_case("litemla_8x8_head16_scales35", 2, 32, 8, 8, 16, scales=(3, 5), cout=24, proj_bias=True)
-mla_case("litemla_32x32_head32", 1, 64, 32, 32, 32)
+mla_case("litemla_32x32_head32", 1, 64, 32, 32, 32)  # 1024 tokens: lite_mla_banded pads the qkv rows to 1040
 mla_case("litemla_17x241_head16", 1, 32, 17, 241, 16)
 # depthwise kernels wider than the map (7 on 5 x 3), and 3 + 7 on 9 x 70 columns (a 64-column
 # tile and a tail of 6, in lite_mla_gemm's AVX-512 depthwise)
@@ -681,8 +681,12 @@ mla_case("litemla_23x61_onehead_dim12", 1, 12, 23, 61, 12, scales=(5,))
 # every depthwise row from a neighbouring band)
 mla_case("litemla_b2_40x20_scales53", 2, 32, 40, 20, 16, scales=(5, 3), proj_bias=True)
 mla_case("litemla_3x600_head8", 1, 16, 3, 600, 8, scales=(5,))
-# lite_mla_banded without scales (its qkv map band-major): two batch items of 13-, 13- and
-# 4-row bands of 40 columns, 2 heads of 8
+# lite_mla_banded without scales: two batch items of 13-, 13- and 4-row bands of 40
+# columns, 2 heads of 8 (each task all three bands: the products prefetch into the next);
+# and 24 x 48 (1152 tokens, 72 cache lines: the qkv map's rows padded to 73), one batch
+# item, so each head's bands split into two ranges (11 | 11 + 2 rows), 528-token bands
+# (eight 64-token blocks and a tail of 16)
 mla_case("litemla_b2_30x40_noscales", 2, 16, 30, 40, 8, scales=(), proj_bias=True)
+mla_case("litemla_24x48_noscales_padded", 1, 16, 24, 48, 8, scales=())
 
 W.finish()

@@ -81,6 +81,12 @@ void check(const char* name, Kernel run, const Case& c, std::mt19937& rng, bool 
 void avx512(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
   atrous::small_sgemm_avx512(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
 }
+// With prefetch regions (the caller's next operands; here A and B themselves, and one of
+// no rows): the product must not change.
+void avx512_prefetching(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  const atrous::PrefetchRows next[3] = {{A, lda, 0, 8}, {A, lda, c.ta ? c.K : c.M, lda}, {B, ldb, c.tb ? c.N : c.K, ldb}};
+  atrous::small_sgemm_avx512(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc, nullptr, next, 3);
+}
 void onednn(const Case& c, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
   REQUIRE(atrous::sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc).ok());
 }
@@ -113,6 +119,8 @@ TEST_CASE("small_sgemm: the AVX-512 tile kernel equals a double-precision loop",
   std::mt19937 rng(11);
   for (const Case& c : cases()) check("avx512", avx512, c, rng);
   for (const Case& c : cases()) check("avx512 (spread rows: packed panels)", avx512, c, rng, true);
+  const auto all = cases();
+  for (size_t i = 0; i < all.size(); i += 4) check("avx512 (prefetching)", avx512_prefetching, all[i], rng, i % 8 == 0);
   // Long K (a whole sequence, as in φ(K)ᵀV) and a long M (φ(Q)·S).
   check("avx512", avx512, {true, false, 64, 64, 4097, 1.0f, 1.0f}, rng);
   check("avx512", avx512, {false, false, 4097, 65, 64, 1.0f, 0.0f}, rng);

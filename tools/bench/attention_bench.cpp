@@ -42,7 +42,9 @@
 #include "onednn/gemm.h"
 #include "ops/attention_common.h"
 #include "plan/kernel.h"
+#include "ops/lite_mla.h"
 #include "ops/narrow_gemm.h"
+#include "ops/small_gemm.h"
 #include "ops/transpose_panel.h"
 
 using namespace atrous;
@@ -387,28 +389,30 @@ void gemm_parts(const Options& o, int64_t n) {
 
 // LiteMLA's matrix-shaped parts at n tokens (the litemla variant: 512 channels, dim 64,
 // scale 5, so 8 heads of 2 attention groups), each with the library calls
-// lite_mla_banded makes, on bands of 512 tokens: the qkv 1×1 (sgemm, the whole map); per
-// band the grouped 1×1 aggregation (narrow_gemm, 24 groups of 64) from and into [64, 512]
-// buffers in L2; v relu(k)ᵀ and Σ relu(k) (per 256 tokens: relu(k)ᵀ by register
-// transposes, column sums, sgemm; flops counted with the row of ones, as the node counts
-// them) with k and v in those buffers — where the node finds them, its own groups' rows
-// too, just read by the depthwise copies — and, for comparison, from the qkv map in
-// memory (a node without scales); the read-out (narrow_ratio: ReLU and division
-// included), q of the own groups from the map, of the aggregated groups from a buffer,
-// out written past the cache; the output 1×1 (sgemm, 1024 -> 512, beta 1).
+// lite_mla_banded makes, on bands of 512 tokens: the qkv 1×1 (sgemm, the whole map, rows
+// lite_mla_map_stride apart); per band the grouped 1×1 aggregation (narrow_gemm, 24
+// groups of 64) from and into [64, 512] buffers in L2; v relu(k)ᵀ and Σ relu(k) (per 64
+// tokens: relu(k)ᵀ by register transposes, column sums, small_sgemm; flops counted with
+// the row of ones, as the node counts them) with k and v in those buffers — where the
+// node finds them, its own groups' rows too, just read by the depthwise copies — and,
+// as a node without scales reads them, from the qkv map in memory, each block's product
+// prefetching the next block's rows (8 groups); the read-out (narrow_ratio: ReLU and
+// division included), q of the own groups from the map, of the aggregated groups from a
+// buffer, out written past the cache; the output 1×1 (sgemm, 1024 -> 512, beta 1).
 void litemla_parts(const Options& o, int64_t n) {
   omp_set_num_threads(o.threads);
-  const int64_t t3 = 3 * kDim, d = kHeadDim, groups = 2 * kHeads, T = 512, blk_n = 256, bands = (n + T - 1) / T;
+  const int64_t t3 = 3 * kDim, d = kHeadDim, groups = 2 * kHeads, T = 512, blk_n = 64, bands = (n + T - 1) / T;
+  const int64_t ldm = lite_mla_map_stride(n);
   Floats x = randn_aligned(static_cast<size_t>(kDim * n), 1.0f, 1), wq = randn_aligned(static_cast<size_t>(t3 * kDim), 0.05f, 2);
   Floats wp = randn_aligned(static_cast<size_t>(kDim * groups * d), 0.03f, 3), pw = randn_aligned(static_cast<size_t>(t3 * d), 0.1f, 4);
-  Floats qkv(static_cast<size_t>(t3 * n)), out(static_cast<size_t>(groups * d * n)), y(static_cast<size_t>(kDim * n));
+  Floats qkv(static_cast<size_t>(t3 * ldm)), out(static_cast<size_t>(groups * d * n)), y(static_cast<size_t>(kDim * n));
   // Per thread: three [d, T] band buffers, a relu(k)ᵀ block, vk and ksum.
   const int64_t per_thread = 3 * d * T + blk_n * d + d * d + d;
   Floats thr = randn_aligned(static_cast<size_t>(o.threads * per_thread), 1.0f, 5);
   auto row = [](const char* what, double flops, double s) { part_row("litemla", what, flops, s); };
   auto buffers = [&](int tid) { return thr.data() + tid * per_thread; };
   row("qkv 1x1 [1536 x 512] x [512 x n] (sgemm)", 2.0 * t3 * kDim * n,
-      median_of_5([&] { (void)sgemm(false, false, t3, n, kDim, 1.0f, wq.data(), kDim, x.data(), n, 0.0f, qkv.data(), n); }));
+      median_of_5([&] { (void)sgemm(false, false, t3, n, kDim, 1.0f, wq.data(), kDim, x.data(), n, 0.0f, qkv.data(), ldm); }));
   row("aggregation 24 x [64 x 64] x [64 x 512] per band (narrow)", 2.0 * t3 * d * n, median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t h = 0; h < kHeads; ++h) {
@@ -418,30 +422,37 @@ void litemla_parts(const Options& o, int64_t n) {
               (void)narrow_gemm(d, std::min(T, n - i * T), d, pw.data() + r * d * d, d, dw, T, dw + d * T, T, false);
         }
       }));
-  // vk += v relu(k)ᵀ, ksum += Σ relu(k) over one band of k, v rows (strides ldk, ldv).
-  auto products = [&](const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t nb_all, float* b) {
+  // vk += v relu(k)ᵀ, ksum += Σ relu(k) over one band of k, v rows (strides ldk, ldv),
+  // prefetching up to token prefetch_to of the same rows.
+  auto products = [&](const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t nb_all, int64_t prefetch_to, float* b) {
     float *blk = b + 3 * d * T, *vk = blk + blk_n * d, *ksum = vk + d * d;
     for (int64_t j0 = 0; j0 < nb_all; j0 += blk_n) {
-      const int64_t nb = std::min(blk_n, nb_all - j0);
+      const int64_t nb = std::min(blk_n, nb_all - j0), j1 = j0 + blk_n;
       transpose_panel(k + j0, ldk, d, nb, blk, d, true);
       attn::add_column_sums(blk, d, nb, d, ksum);
-      (void)sgemm(false, false, d, d, nb, 1.0f, v + j0, ldv, blk, d, 1.0f, vk, d);
+      const int64_t ahead = std::clamp<int64_t>(prefetch_to - j1, 0, blk_n);
+      const PrefetchRows next[2] = {{k + j1, ldk, d, ahead}, {v + j1, ldv, d, ahead}};
+      (void)small_sgemm(false, false, d, d, nb, 1.0f, v + j0, ldv, blk, d, 1.0f, vk, d, nullptr, next, ahead > 0 ? 2 : 0);
     }
   };
-  for (bool from_map : {false, true})
-    row(from_map ? "vk, ksum: 16 groups, k, v from the map in memory" : "vk, ksum: 16 groups, k, v in band buffers (L2)",
-        groups * 2.0 * n * d * (d + 1), median_of_5([&] {
+  row("vk, ksum: 16 groups, k, v in band buffers (L2)", groups * 2.0 * n * d * (d + 1), median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
-          for (int64_t g = 0; g < groups; ++g) {
-            float* b = buffers(omp_get_thread_num());
-            const int64_t h = g % kHeads;
-            for (int64_t i = 0; i < bands; ++i) {
-              const int64_t t0 = i * T, nb = std::min(T, n - t0);
-              if (from_map) products(qkv.data() + (h * 3 + 1) * d * n + t0, n, qkv.data() + (h * 3 + 2) * d * n + t0, n, nb, b);
-              else products(b, T, b + d * T, T, nb, b);
-            }
+        for (int64_t g = 0; g < groups; ++g) {
+          float* b = buffers(omp_get_thread_num());
+          for (int64_t i = 0; i < bands; ++i) products(b, T, b + d * T, T, std::min(T, n - i * T), 0, b);
+        }
+      }));
+  row("vk, ksum: 8 groups, k, v from the map in memory", kHeads * 2.0 * n * d * (d + 1), median_of_5([&] {
+#pragma omp parallel for num_threads(o.threads) schedule(dynamic)
+        for (int64_t h = 0; h < kHeads; ++h) {
+          float* b = buffers(omp_get_thread_num());
+          for (int64_t i = 0; i < bands; ++i) {
+            const int64_t t0 = i * T, nb = std::min(T, n - t0);
+            products(qkv.data() + (h * 3 + 1) * d * ldm + t0, ldm, qkv.data() + (h * 3 + 2) * d * ldm + t0, ldm, nb,
+                     nb + std::min(T, std::max<int64_t>(n - t0 - nb, 0)), b);
           }
-        }));
+        }
+      }));
   row("read-out vk relu(q) / den, 16 groups per band (narrow_ratio)", groups * 2.0 * n * d * (d + 1), median_of_5([&] {
 #pragma omp parallel for num_threads(o.threads) schedule(dynamic)
         for (int64_t g = 0; g < groups; ++g) {
@@ -451,7 +462,7 @@ void litemla_parts(const Options& o, int64_t n) {
           for (int64_t i = 0; i < bands; ++i) {
             const int64_t t0 = i * T, nb = std::min(T, n - t0);
             const bool own = g < kHeads;  // q from the map; else from a band buffer
-            narrow_ratio(d, nb, d, vk, d, vk + d * d, 1e-15f, own ? qkv.data() + h * 3 * d * n + t0 : b, own ? n : T,
+            narrow_ratio(d, nb, d, vk, d, vk + d * d, 1e-15f, own ? qkv.data() + h * 3 * d * ldm + t0 : b, own ? ldm : T,
                          out.data() + g * d * n + t0, n, true);
           }
         }

@@ -29,4 +29,9 @@ struct LiteMlaSizes {
   double flops(const fb::LiteMLAT& a) const;
 };
 
+// The row stride (floats) of lite_mla_banded's qkv map of n tokens: n rounded up to whole
+// cache lines, an odd number of them. A head's 128 rows n floats apart, n a power of two
+// (a 128 × 128 map), would fall into the same few cache sets.
+int64_t lite_mla_map_stride(int64_t n);
+
 }  // namespace atrous

@@ -6,11 +6,15 @@
 // aggregated maps of all 3T channels (2 · 3T · H·W floats each scale, written and read
 // back), and its v relu(k)ᵀ reads k and v, rows of H·W floats, in 256-token blocks from
 // memory: 128 streams at once, which ran that product at 57 % of the FMA peak
-// (docs/performance.md). Here, after the qkv 1×1 (one sgemm, as there):
+// (docs/performance.md). Here, after the qkv 1×1 (one sgemm, as there, into a map whose
+// rows are an odd number of cache lines apart, so that a head's 128 rows do not share a
+// few cache sets when H·W is a power of two):
 //   pass 1, per task (batch item, head, range of bands of R image rows, T = R·W tokens):
-//     - the head's own group: vk += v_b relu(k_b)ᵀ and ksum += Σ relu(k_b), 256 tokens at
+//     - the head's own group: vk += v_b relu(k_b)ᵀ and ksum += Σ relu(k_b), 64 tokens at
 //       a time (relu(k_b) made token-major by register transposes, ops/transpose_panel.h,
-//       then sgemm), from the band's rows of the qkv map;
+//       then small_sgemm), from the band's rows of the qkv map; without scales, the
+//       next block's rows are prefetched while a block's product runs (with scales the
+//       depthwise copies have just read them);
 //     - per scale: the depthwise k×k of the head's k channels over the band (from a
 //       zero-padded copy of its rows and the k/2 rows around them, ops/depthwise_padded.h),
 //       their grouped 1×1 (ops/narrow_gemm.h) into a [dim, T] buffer; the same for v;
@@ -20,7 +24,7 @@
 //     scale the q channels' depthwise and grouped 1×1 into the buffer, then its read-out
 //     (narrow_ratio: vk relu(q) / (ksum · relu(q) + eps), written past the cache);
 //   the projection 1×1 (sgemm) over the groups' outputs, as lite_mla_gemm.
-// The same math as lite_mla_gemm in the same f32 order per product, summed over bands.
+// The same math as lite_mla_gemm, its sums over tokens taken band by band.
 // Declines H·W <= dim (the quadratic form) and CPUs without AVX-512.
 #include <omp.h>
 
@@ -33,13 +37,14 @@
 #include "ops/depthwise_padded.h"
 #include "ops/lite_mla.h"
 #include "ops/narrow_gemm.h"
+#include "ops/small_gemm.h"
 #include "ops/transpose_panel.h"
 
 namespace atrous {
 namespace {
 
 constexpr int64_t kTargetTokens = 512;  // tokens per band (whole image rows): its [dim, T] buffers stay in L2
-constexpr int64_t kBlock = 256;         // tokens per relu(k)ᵀ block and sgemm
+constexpr int64_t kBlock = 64;          // tokens per relu(k)ᵀ block and product (docs/performance.md)
 
 class LiteMlaBanded : public Kernel {
  public:
@@ -50,8 +55,9 @@ class LiteMlaBanded : public Kernel {
     // Enough tasks for every thread: a head's bands split into ranges when there are
     // fewer (batch, head) pairs than twice the threads.
     ranges_ = std::clamp<int64_t>((2 * threads_ + s_.B * s_.heads - 1) / (s_.B * s_.heads), 1, bands_);
+    ldm_ = lite_mla_map_stride(s_.n);
     const uint64_t f = sizeof(float);
-    qkv_scr_ = ctx.scratch(f * s_.B * s_.t3 * s_.n);
+    qkv_scr_ = ctx.scratch(f * s_.B * s_.t3 * ldm_);
     out_scr_ = ctx.scratch(f * s_.B * s_.groups * s_.d * s_.n);
     thread_scr_ = ctx.scratch(f * threads_ * thread_floats());
     acc_scr_ = ctx.scratch(f * tasks() * task_floats());
@@ -64,7 +70,7 @@ class LiteMlaBanded : public Kernel {
     float *qkv = scr(qkv_scr_), *out = scr(out_scr_), *thr = scr(thread_scr_), *acc = scr(acc_scr_);
     for (int64_t bi = 0; bi < s_.B; ++bi)
       ATROUS_RETURN_IF_ERROR(sgemm(false, false, s_.t3, n, s_.C, 1.0f, in(kLiteMlaQkvW), s_.C, in(kLiteMlaX) + bi * s_.C * n, n, 0.0f,
-                                   qkv + bi * s_.t3 * n, n));
+                                   qkv + bi * s_.t3 * ldm_, ldm_));
     std::atomic<bool> failed{false};
     // Pass 1: each task's partial vk and ksum of the head's 1 + S groups.
 #pragma omp parallel for num_threads(threads_) schedule(dynamic)
@@ -129,25 +135,31 @@ class LiteMlaBanded : public Kernel {
   }
 
   // vk [d, d] += v relu(k)ᵀ, ksum += Σ_j relu(k_j) over T tokens of k, v ([d, T] rows, strides ldk, ldv).
-  Status add_products(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, float* vk, float* ksum, float* blk) const {
+  // Tokens [T, prefetch_to) follow in the same rows: each block's product prefetches the
+  // next block's k and v up to there (0: no prefetching).
+  Status add_products(const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t T, int64_t prefetch_to, float* vk,
+                      float* ksum, float* blk) const {
     const int64_t d = s_.d;
     for (int64_t j0 = 0; j0 < T; j0 += kBlock) {
-      const int64_t nb = std::min(kBlock, T - j0);
+      const int64_t nb = std::min(kBlock, T - j0), j1 = j0 + kBlock;
       transpose_panel(k + j0, ldk, d, nb, blk, d, true);  // blk [nb, d] = relu(k)ᵀ
       attn::add_column_sums(blk, d, nb, d, ksum);
-      ATROUS_RETURN_IF_ERROR(sgemm(false, false, d, d, nb, 1.0f, v + j0, ldv, blk, d, 1.0f, vk, d));
+      const int64_t ahead = std::clamp<int64_t>(prefetch_to - j1, 0, kBlock);
+      const PrefetchRows next[2] = {{k + j1, ldk, d, ahead}, {v + j1, ldv, d, ahead}};
+      ATROUS_RETURN_IF_ERROR(
+          small_sgemm(false, false, d, d, nb, 1.0f, v + j0, ldv, blk, d, 1.0f, vk, d, nullptr, next, ahead > 0 ? 2 : 0));
     }
     return Status::Ok();
   }
 
   // dst [d, T] = the depthwise k×k (padding k/2) of the d channels at `src` (rows of the
-  // [H, W] map, n floats apart) over the band's rows, channel by channel through pad.
+  // [H, W] map, ldm_ floats apart) over the band's rows, channel by channel through pad.
   void depthwise_band(const float* src, const float* w, int64_t k, const Band& bd, float* pad, float* dst) const {
     const int64_t p = k / 2, ldp = s_.W + k - 1, prow = bd.rows + k - 1;
     const bool avx512 = depthwise_padded_avx512_available();
     std::fill(pad, pad + prow * ldp, 0.0f);  // borders; rows outside the map stay zero
     for (int64_t c = 0; c < s_.d; ++c) {
-      const float* plane = src + c * s_.n;
+      const float* plane = src + c * ldm_;
       for (int64_t i = 0; i < prow; ++i) {
         const int64_t y = bd.y0 - p + i;
         if (y >= 0 && y < s_.H) std::memcpy(pad + i * ldp + p, plane + y * s_.W, static_cast<size_t>(s_.W) * sizeof(float));
@@ -164,17 +176,17 @@ class LiteMlaBanded : public Kernel {
     const int64_t k = a_.scales[static_cast<size_t>(s)], d = s_.d;
     const float* dww = attn::input_or_null(b, kLiteMlaFirstScale + 2 * static_cast<int>(s));
     const float* pw = attn::input_or_null(b, kLiteMlaFirstScale + 2 * static_cast<int>(s) + 1);
-    depthwise_band(qkv_b + row * s_.n, dww + row * k * k, k, bd, pad, dw);
+    depthwise_band(qkv_b + row * ldm_, dww + row * k * k, k, bd, pad, dw);
     return narrow_gemm(d, bd.T, d, pw + row * d, d, dw, bd.T, agg, bd.T, false);
   }
 
   Status accumulate(const RunBuffers& b, int64_t t, const float* qkv, float* thr, float* acc) const {
     int64_t bi, h, first, last;
     task(t, &bi, &h, &first, &last);
-    const int64_t d = s_.d, n = s_.n, T_max = rows_ * s_.W;
+    const int64_t d = s_.d, ld = ldm_, T_max = rows_ * s_.W;
     float *dw = thr, *ak = dw + d * T_max, *av = ak + d * T_max, *blk = av + d * T_max, *pad = blk + kBlock * d;
     std::fill(acc, acc + task_floats(), 0.0f);
-    const float* qkv_b = qkv + bi * s_.t3 * n;
+    const float* qkv_b = qkv + bi * s_.t3 * ld;
     const int64_t kr = h * 3 * d + d, vr = kr + d;  // the head's k and v rows
     for (int64_t i = first; i < last; ++i) {
       const Band bd = band(i);
@@ -185,9 +197,13 @@ class LiteMlaBanded : public Kernel {
         float* vk = acc + (1 + s) * (d * d + d);
         ATROUS_RETURN_IF_ERROR(aggregate_band(b, s, qkv_b, kr, bd, pad, dw, ak));
         ATROUS_RETURN_IF_ERROR(aggregate_band(b, s, qkv_b, vr, bd, pad, dw, av));
-        ATROUS_RETURN_IF_ERROR(add_products(ak, bd.T, av, bd.T, bd.T, vk, vk + d * d, blk));
+        ATROUS_RETURN_IF_ERROR(add_products(ak, bd.T, av, bd.T, bd.T, 0, vk, vk + d * d, blk));
       }
-      ATROUS_RETURN_IF_ERROR(add_products(qkv_b + kr * n + bd.t0, n, qkv_b + vr * n + bd.t0, n, bd.T, acc, acc + d * d, blk));
+      // Without scales nothing has read this band's k and v rows yet: prefetch ahead,
+      // into the task's next band.
+      const int64_t prefetch_to = s_.S > 0 ? 0 : bd.T + (i + 1 < last ? band(i + 1).T : 0);
+      ATROUS_RETURN_IF_ERROR(
+          add_products(qkv_b + kr * ld + bd.t0, ld, qkv_b + vr * ld + bd.t0, ld, bd.T, prefetch_to, acc, acc + d * d, blk));
     }
     return Status::Ok();
   }
@@ -197,12 +213,12 @@ class LiteMlaBanded : public Kernel {
     task(t, &bi, &h, &first, &last);
     const int64_t d = s_.d, n = s_.n, T_max = rows_ * s_.W;
     float *dw = thr, *aq = dw + d * T_max, *pad = thr + 3 * d * T_max + kBlock * d;
-    const float* qkv_b = qkv + bi * s_.t3 * n;
+    const float* qkv_b = qkv + bi * s_.t3 * ldm_;
     float* out_b = out + bi * s_.groups * d * n;
     const int64_t qr = h * 3 * d;
     for (int64_t i = first; i < last; ++i) {
       const Band bd = band(i);
-      narrow_ratio(d, bd.T, d, acc, d, acc + d * d, a_.eps, qkv_b + qr * n + bd.t0, n, out_b + h * d * n + bd.t0, n, true);
+      narrow_ratio(d, bd.T, d, acc, d, acc + d * d, a_.eps, qkv_b + qr * ldm_ + bd.t0, ldm_, out_b + h * d * n + bd.t0, n, true);
       for (int64_t s = 0; s < s_.S; ++s) {
         const float* vk = acc + (1 + s) * (d * d + d);
         ATROUS_RETURN_IF_ERROR(aggregate_band(b, s, qkv_b, qr, bd, pad, dw, aq));
@@ -216,6 +232,7 @@ class LiteMlaBanded : public Kernel {
   LiteMlaSizes s_;
   int threads_;
   int64_t rows_ = 1, bands_ = 1, ranges_ = 1;
+  int64_t ldm_ = 1;  // the qkv map's row stride (lite_mla_map_stride)
   int qkv_scr_ = -1, out_scr_ = -1, thread_scr_ = -1, acc_scr_ = -1;
 };
 
@@ -227,6 +244,11 @@ Result<std::unique_ptr<Kernel>> create(KernelContext& ctx) {
 }
 
 }  // namespace
+
+int64_t lite_mla_map_stride(int64_t n) {
+  const int64_t lines = (n + 15) / 16;
+  return 16 * (lines % 2 == 0 ? lines + 1 : lines);
+}
 
 extern const KernelDef kLiteMlaBanded;
 const KernelDef kLiteMlaBanded = {"lite_mla_banded", false, create};

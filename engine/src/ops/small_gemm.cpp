@@ -24,6 +24,35 @@ void prefetch_row(const float* p, int64_t n) {
     __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
 }
 
+// The caller's prefetch regions, a few rows per tile, into L1 (prefetcht1 instead, or one
+// line per K step inside the tile instead of a few rows between tiles, ran the LiteMLA
+// product from the qkv map no faster or slower: docs/performance.md).
+class Prefetcher {
+ public:
+  Prefetcher(const PrefetchRows* r, int n, int64_t tiles) : r_(r), n_(n) {
+    int64_t rows = 0;
+    for (int i = 0; i < n; ++i) rows += std::max<int64_t>(r[i].rows, 0);
+    per_tile_ = (rows + tiles - 1) / std::max<int64_t>(tiles, 1);
+  }
+  void next() {
+    for (int64_t e = 0; e < per_tile_ && region_ < n_; ++e) {
+      const PrefetchRows& g = r_[region_];
+      if (row_ < g.rows) {
+        const float* q = g.p + row_ * g.ld;
+        const uintptr_t end = reinterpret_cast<uintptr_t>(q + g.cols);
+        for (uintptr_t a = reinterpret_cast<uintptr_t>(q) & ~uintptr_t{63}; a < end; a += 64)
+          __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+      }
+      if (++row_ >= g.rows) ++region_, row_ = 0;
+    }
+  }
+
+ private:
+  const PrefetchRows* r_;
+  int n_, region_ = 0;
+  int64_t row_ = 0, per_tile_ = 0;
+};
+
 struct TileArgs {
   int64_t kc;
   const float* a;  // op(A) at (row 0 of the tile, k 0 of the block)
@@ -165,7 +194,8 @@ void for_row_tiles(int64_t M, int mr_max, F&& f) {
 
 template <bool TA>
 void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
-                int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+                int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale, const PrefetchRows* prefetch,
+                int n_prefetch) {
   alignas(64) float b_panel[kKC * kNB];
   alignas(64) float a_panel[kKC * kMaxPackedRows];
   // op(A) = Aᵀ is read along rows of A, kc of them per block, several tiles apart:
@@ -182,6 +212,9 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
   // few per tile when spread out: rows of head slices are too far apart for the hardware
   // prefetchers to run ahead of the kernel (dense rows they follow).
   const bool ahead_a = TA && lda > 2 * M, ahead_b = !trans_b && ldb > 2 * std::min(N, kNB);
+  const int64_t k_blocks = (K + kKC - 1) / kKC, col_blocks = (N + kNB - 1) / kNB;
+  const int mr_n = tile_rows(columns(N, 0).nv);
+  Prefetcher caller(prefetch, n_prefetch, k_blocks * col_blocks * ((M + mr_n - 1) / mr_n));
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     if (pack_a) pack(A, lda, false, k0, kc, 0, M, a_panel);
@@ -215,6 +248,7 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
           if (ahead_a) prefetch_row(A + ahead * lda, M);
           if (ahead_b) prefetch_row(B + ahead * ldb, N);
         }
+        caller.next();
         t.a = pack_a ? a_panel + i0 : TA ? A + k0 * lda + i0 : A + i0 * lda + k0;
         t.c = C + i0 * ldc + n0;
         t.row_scale = row_scale ? row_scale + i0 : nullptr;
@@ -286,11 +320,12 @@ bool small_sgemm_avx512_available() {
 }
 
 void small_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale,
+                        const PrefetchRows* prefetch, int n_prefetch) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return scale_c(M, N, beta, C, ldc);
-  if (trans_a) run_blocks<true>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
-  else run_blocks<false>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+  if (trans_a) run_blocks<true>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale, prefetch, n_prefetch);
+  else run_blocks<false>(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale, prefetch, n_prefetch);
 }
 
 void small_sgemm_concat_avx512(int64_t M, int64_t N, int64_t K1, const float* A1, int64_t lda1, const float* B1,
@@ -336,10 +371,11 @@ Status small_sgemm_fallback(bool trans_a, bool trans_b, int64_t M, int64_t N, in
 }
 
 Status small_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale) {
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale,
+                   const PrefetchRows* prefetch, int n_prefetch) {
   if (row_scale && beta != 0.0f) return invalid_argument("small_sgemm: row_scale needs beta = 0");
   if (small_sgemm_avx512_available()) {
-    small_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);
+    small_sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale, prefetch, n_prefetch);
     return Status::Ok();
   }
   return small_sgemm_fallback(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, row_scale);

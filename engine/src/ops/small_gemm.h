@@ -21,6 +21,12 @@
 // row_scale (optional, with beta = 0 only): C[i, :] = row_scale[i] · alpha · (op(A) op(B))[i, :],
 // applied as the tile is stored (the linear attention's 1 / denominator).
 //
+// prefetch (optional): n_prefetch regions of the caller's next operands, fetched into L1
+// (prefetcht0) a few rows per tile while this product runs (the AVX-512 kernel; the
+// fallback ignores them). Operands far apart in memory (a head's rows of a [channels,
+// tokens] map: 128 streams) are more than the hardware prefetchers follow; their loads
+// would stall the next product. Prefetches never fault and change no result.
+//
 // No allocation, no threads; inside or outside parallel regions alike.
 #pragma once
 
@@ -30,8 +36,15 @@
 
 namespace atrous {
 
+// Rows [0, rows) × floats [0, cols) of a row-major region, ld floats apart.
+struct PrefetchRows {
+  const float* p = nullptr;
+  int64_t ld = 0, rows = 0, cols = 0;
+};
+
 Status small_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale = nullptr);
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* row_scale = nullptr,
+                   const PrefetchRows* prefetch = nullptr, int n_prefetch = 0);
 
 // C[M×N] = row_scale ⊙ ([A1 | A2] · [B1 ; B2]): the product over K1 + K2 of two
 // side-by-side blocks of A and two stacked blocks of B, none transposed, each read in
@@ -46,7 +59,7 @@ Status small_sgemm_concat(int64_t M, int64_t N, int64_t K1, const float* A1, int
 bool small_sgemm_avx512_available();
 void small_sgemm_avx512(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                         int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                        const float* row_scale = nullptr);
+                        const float* row_scale = nullptr, const PrefetchRows* prefetch = nullptr, int n_prefetch = 0);
 Status small_sgemm_fallback(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                             int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                             const float* row_scale = nullptr);
