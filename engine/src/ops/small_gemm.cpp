@@ -29,10 +29,14 @@ void prefetch_row(const float* p, int64_t n) {
 // product from the qkv map no faster or slower: docs/performance.md).
 class Prefetcher {
  public:
-  Prefetcher(const PrefetchRows* r, int n, int64_t tiles) : r_(r), n_(n) {
+  // tiles: how many tiles the product runs (called only when n > 0).
+  template <class Tiles>
+  Prefetcher(const PrefetchRows* r, int n, Tiles&& tiles) : r_(r), n_(n) {
+    if (n <= 0) return;  // the usual case: nothing computed per call
     int64_t rows = 0;
     for (int i = 0; i < n; ++i) rows += std::max<int64_t>(r[i].rows, 0);
-    per_tile_ = (rows + tiles - 1) / std::max<int64_t>(tiles, 1);
+    const int64_t t = std::max<int64_t>(tiles(), 1);
+    per_tile_ = (rows + t - 1) / t;
   }
   void next() {
     for (int64_t e = 0; e < per_tile_ && region_ < n_; ++e) {
@@ -212,9 +216,10 @@ void run_blocks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, cons
   // few per tile when spread out: rows of head slices are too far apart for the hardware
   // prefetchers to run ahead of the kernel (dense rows they follow).
   const bool ahead_a = TA && lda > 2 * M, ahead_b = !trans_b && ldb > 2 * std::min(N, kNB);
-  const int64_t k_blocks = (K + kKC - 1) / kKC, col_blocks = (N + kNB - 1) / kNB;
-  const int mr_n = tile_rows(columns(N, 0).nv);
-  Prefetcher caller(prefetch, n_prefetch, k_blocks * col_blocks * ((M + mr_n - 1) / mr_n));
+  Prefetcher caller(prefetch, n_prefetch, [&] {
+    const int mr = tile_rows(columns(N, 0).nv);
+    return ((K + kKC - 1) / kKC) * ((N + kNB - 1) / kNB) * ((M + mr - 1) / mr);
+  });
   for (int64_t k0 = 0; k0 < K; k0 += kKC) {
     const int64_t kc = std::min(kKC, K - k0);
     if (pack_a) pack(A, lda, false, k0, kc, 0, M, a_panel);
