@@ -17,11 +17,13 @@ constexpr int64_t kKC = 64;   // K block: the B panel of one block is kKC × kNB
 constexpr int64_t kMaxPackedRows = 128;  // op(A) = Aᵀ panels up to kKC × 128 floats (32 KiB)
 constexpr int64_t kMaxInPlaceK = 32;     // spread A and B panels of up to 32 rows are read in place
 
-// Software prefetch (into L2) of the cache lines holding floats [p, p + n).
+// Software prefetch of the cache lines holding floats [p, p + n): into L2 (locality 2,
+// prefetcht1) or L1 (3, prefetcht0).
+template <int Locality = 2>
 void prefetch_row(const float* p, int64_t n) {
   const uintptr_t end = reinterpret_cast<uintptr_t>(p + n);
   for (uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; a < end; a += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
+    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, Locality);
 }
 
 // The caller's prefetch regions, a few rows per tile, into L1 (prefetcht1 instead, or one
@@ -41,12 +43,7 @@ class Prefetcher {
   void next() {
     for (int64_t e = 0; e < per_tile_ && region_ < n_; ++e) {
       const PrefetchRows& g = r_[region_];
-      if (row_ < g.rows) {
-        const float* q = g.p + row_ * g.ld;
-        const uintptr_t end = reinterpret_cast<uintptr_t>(q + g.cols);
-        for (uintptr_t a = reinterpret_cast<uintptr_t>(q) & ~uintptr_t{63}; a < end; a += 64)
-          __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
-      }
+      if (row_ < g.rows) prefetch_row<3>(g.p + row_ * g.ld, g.cols);
       if (++row_ >= g.rows) ++region_, row_ = 0;
     }
   }
